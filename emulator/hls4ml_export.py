@@ -1,0 +1,236 @@
+"""Export an hls4ml ModelGraph (after hls4ml's optimizer passes) to a `Manifest`.
+
+Each hls4ml layer class has one registered exporter; a class without one is refused with an error naming the
+layer, its class and what is missing. Weights are quantized from the decimal text hls4ml writes into the
+firmware (its own formatter), exactly as the C-simulation reads them back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arith import quantize
+from .fixed_type import FixedType, UnsupportedType
+from .manifest import Layer, Manifest, Tensor
+
+_EXPORTERS = {}
+
+
+class UnsupportedLayer(ValueError):
+    """An hls4ml layer, or an option of one, that the emulator does not implement."""
+
+
+def register_exporter(*class_names):
+    """Decorator: `fn(node) -> Layer` exports hls4ml layers of the given class names."""
+
+    def wrap(fn):
+        for name in class_names:
+            _EXPORTERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def export_manifest(hls_model, name: str | None = None) -> Manifest:
+    """Build the manifest of a converted (not necessarily compiled) hls4ml model."""
+    _require_supported_config(hls_model)
+    tensor_owner = {}
+    inputs, layers = [], []
+    for node in hls_model.get_layers():
+        if node.class_name in ("Input", "InputLayer"):
+            var = node.get_output_variable()
+            inputs.append(Tensor(node.name, tuple(var.shape), _type(node, var.type.precision, "result")))
+        else:
+            exporter = _EXPORTERS.get(node.class_name)
+            if exporter is None:
+                raise UnsupportedLayer(
+                    f"layer {node.name!r} of class {node.class_name} is not supported by the emulator "
+                    f"(supported: {', '.join(sorted(_EXPORTERS))})"
+                )
+            layer = exporter(node)
+            layer.inputs = [tensor_owner[t] for t in node.inputs]
+            layers.append(layer)
+        for out in node.outputs:
+            tensor_owner[out] = node.name
+    outputs = [tensor_owner[t] for t in hls_model.outputs]
+    manifest = Manifest(
+        name=name or hls_model.config.get_project_name(),
+        inputs=inputs,
+        layers=layers,
+        outputs=outputs,
+        meta={"hls4ml_version": _hls4ml_version(), "backend": hls_model.config.backend.name},
+    )
+    manifest.validate()
+    return manifest
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _require_supported_config(hls_model):
+    io_type = hls_model.config.get_config_value("IOType")
+    if io_type != "io_parallel":
+        raise UnsupportedLayer(f"IOType {io_type!r} is not supported; the emulator models io_parallel")
+    for node in hls_model.get_layers():
+        strategy = str(node.get_attr("strategy", "latency")).lower()
+        if strategy != "latency":
+            raise UnsupportedLayer(f"layer {node.name!r}: strategy {strategy!r} is not supported; use Latency")
+
+
+def _hls4ml_version() -> str:
+    import hls4ml
+
+    return hls4ml.__version__
+
+
+def _type(node, precision, role: str) -> FixedType:
+    try:
+        return FixedType.from_hls4ml(precision)
+    except UnsupportedType as exc:
+        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): {role} type: {exc}") from None
+
+
+def _attr_type(node, attr: str) -> FixedType:
+    return _type(node, node.get_attr(attr).precision, attr)
+
+
+def _result_type(node) -> FixedType:
+    return _type(node, node.get_output_variable().type.precision, "result")
+
+
+def _weight_codes(node, key: str):
+    """The weight `key` as hls4ml writes it (decimal text), parsed as double and quantized: (codes, type)."""
+    var = node.weights[key]
+    wtype = _type(node, var.type.precision, f"{key} weight")
+    values = np.array([float(text) for text in var], dtype=np.float64).reshape(np.shape(var.data))
+    return quantize(values, wtype), wtype
+
+
+def _base(node, op: str, **params) -> Layer:
+    return Layer(
+        name=node.name,
+        op=op,
+        inputs=[],
+        shape=tuple(node.get_output_variable().shape),
+        result=_result_type(node),
+        params=params,
+    )
+
+
+def _params(node, *names) -> dict:
+    return {n: int(node.get_attr(n)) for n in names}
+
+
+def _with_weights(layer: Layer, node, keys) -> Layer:
+    for key in keys:
+        codes, wtype = _weight_codes(node, key)
+        layer.tensors[key] = codes
+        layer.types[key] = wtype
+    return layer
+
+
+# ---- exporters -------------------------------------------------------------------------------
+@register_exporter("Dense")
+def _dense(node) -> Layer:
+    layer = _base(node, "dense", **_params(node, "n_in", "n_out"))
+    layer.types["accum"] = _attr_type(node, "accum_t")
+    return _with_weights(layer, node, ("weight", "bias"))
+
+
+_CONV2D_PARAMS = ("in_height", "in_width", "n_chan", "n_filt", "filt_height", "filt_width", "stride_height",
+                  "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right", "out_height", "out_width")
+
+
+@register_exporter("Conv2D", "PointwiseConv2D")
+def _conv2d(node) -> Layer:
+    layer = _base(node, "conv2d", **_params(node, *_CONV2D_PARAMS))
+    layer.types["accum"] = _attr_type(node, "accum_t")
+    return _with_weights(layer, node, ("weight", "bias"))
+
+
+@register_exporter("BatchNormalization")
+def _batchnorm(node) -> Layer:
+    layer = _base(node, "batchnorm", n_filt=int(node.get_attr("n_filt", -1)))
+    return _with_weights(layer, node, ("scale", "bias"))
+
+
+@register_exporter("Activation", "QActivation")
+def _activation(node) -> Layer:
+    kind = str(node.get_attr("activation")).lower()
+    if kind == "relu":
+        return _base(node, "relu")
+    if kind == "linear":
+        return _base(node, "linear")
+    raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): activation {kind!r} is not supported")
+
+
+@register_exporter("LeakyReLU", "ParametrizedActivation")
+def _leaky_relu(node) -> Layer:
+    kind = str(node.get_attr("activation")).lower()
+    if kind != "leakyrelu":
+        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): activation {kind!r} is not supported")
+    param_t = _attr_type(node, "param_t")
+    layer = _base(node, "leaky_relu", alpha=int(quantize(np.array([float(node.get_attr("activ_param"))]), param_t)[0]))
+    layer.types["param"] = param_t
+    return layer
+
+
+@register_exporter("Reshape")
+def _reshape(node) -> Layer:
+    return _base(node, "reshape")
+
+
+@register_exporter("ZeroPadding2D")
+def _zeropad2d(node) -> Layer:
+    return _base(node, "zeropad2d", **_params(node, "in_height", "in_width", "n_chan", "pad_top", "pad_bottom",
+                                               "pad_left", "pad_right", "out_height", "out_width"))
+
+
+@register_exporter("Pooling2D", "AveragePooling2D")
+def _pooling2d(node) -> Layer:
+    if node.get_attr("pool_op") != "Average":
+        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): pool_op {node.get_attr('pool_op')!r} is not supported")
+    names = ("in_height", "in_width", "n_filt", "pool_height", "pool_width", "stride_height", "stride_width",
+             "pad_top", "pad_bottom", "pad_left", "pad_right", "out_height", "out_width")
+    layer = _base(node, "avgpool2d", count_pad=int(bool(node.get_attr("count_pad", False))), **_params(node, *names))
+    layer.types["accum"] = _attr_type(node, "accum_t")
+    return layer
+
+
+@register_exporter("Resize", "UpSampling2D")
+def _upsampling2d(node) -> Layer:
+    if node.get_attr("algorithm", "nearest") != "nearest":
+        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): interpolation {node.get_attr('algorithm')!r} is not supported")
+    return _base(node, "upsampling2d", **_params(node, "in_height", "in_width", "n_chan", "height_factor",
+                                                  "width_factor", "out_height", "out_width"))
+
+
+@register_exporter("KLDivergence")
+def _kl_divergence(node) -> Layer:
+    table_size, exp_range = int(node.get_attr("table_size")), int(node.get_attr("exp_range"))
+    layer = _base(node, "kl_divergence", n_in=int(node.get_input_variable(node.inputs[0]).shape[0]),
+                  table_size=table_size, exp_range=exp_range)
+    layer.types["accum"] = _attr_type(node, "accum_t")
+    layer.types["exp_table"] = _attr_type(node, "exp_table_t")
+    layer.tensors["exp_table"] = exp_table_codes(table_size, exp_range, layer.types["exp_table"])
+    return layer
+
+
+@register_exporter("MSEDistance")
+def _mse(node) -> Layer:
+    layer = _base(node, "mse", n_in=int(np.prod(node.get_input_variable(node.inputs[0]).shape)))
+    for role in ("diff", "square", "accum"):
+        layer.types[role] = _attr_type(node, f"{role}_t")
+    return layer
+
+
+def exp_table_codes(table_size: int, exp_range: int, table_type: FixedType) -> np.ndarray:
+    """The KL head's exp table as the C-sim fills it: x in float from the index, expf from libm, cast to the table type."""
+    import ctypes
+    import ctypes.util
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm.expf.restype = ctypes.c_float
+    libm.expf.argtypes = [ctypes.c_float]
+    index = np.arange(table_size, dtype=np.float64)
+    x = (2.0 * np.float32(exp_range) * (index - table_size / 2.0) / np.float32(table_size)).astype(np.float32)
+    values = np.array([libm.expf(ctypes.c_float(v)) for v in x], dtype=np.float32)
+    return quantize(values.astype(np.float64), table_type)

@@ -1,0 +1,212 @@
+"""Turn each manifest layer into a step: a function of its input code arrays (events x elements) to its output codes.
+
+One planner per op, registered by name; a planner precomputes index tables and constant codes once, checks that
+every intermediate value fits in int64 exactly, and binds the numba kernel that does the arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .arith import quantize, type_spec
+from .fixed_type import FixedType, UnsupportedType
+from .manifest import Layer, Manifest
+
+INT64_BITS = 63  # magnitude bits of an int64
+
+_PLANNERS = {}
+
+
+def planner(op: str):
+    """Decorator registering `fn(layer, manifest) -> step` for manifest op `op`."""
+
+    def wrap(fn):
+        _PLANNERS[op] = fn
+        return fn
+
+    return wrap
+
+
+def plan_layer(layer: Layer, manifest: Manifest):
+    if layer.op not in _PLANNERS:
+        raise UnsupportedType(f"layer {layer.name!r}: op {layer.op!r} has no emulator kernel")
+    return _PLANNERS[layer.op](layer, manifest)
+
+
+def constant_code(value: float, t: FixedType) -> int:
+    """The raw code of the C++ constant `T(value)`."""
+    return int(quantize(np.array([value], dtype=np.float64), t)[0])
+
+
+def _fits(layer: Layer, bits: int, what: str):
+    if bits > INT64_BITS:
+        raise UnsupportedType(
+            f"layer {layer.name!r} ({layer.op}): {what} needs {bits} bits, more than the emulator's exact int64 path"
+        )
+
+
+def _in_type(layer, manifest, k=0) -> FixedType:
+    return manifest.producer_type(layer.inputs[k])
+
+
+def _product_bits(a: FixedType, b: FixedType) -> int:
+    return a.width + b.width
+
+
+def _sum_bits(frac_a, width_a, frac_b, width_b) -> int:
+    """Bits of an exact sum of two values aligned to the finer grid."""
+    frac = max(frac_a, frac_b)
+    return max(width_a + frac - frac_a, width_b + frac - frac_b) + 1
+
+
+# ---- dense and convolution -------------------------------------------------------------------
+def _matmul_step(layer, manifest, index):
+    x_t, w_t, b_t = _in_type(layer, manifest), layer.types["weight"], layer.types["bias"]
+    acc_t = layer.types["accum"]
+    _fits(layer, _product_bits(x_t, w_t), "the product input*weight")
+    _fits(layer, acc_t.width + 1, "the accumulator sum")
+    _fits(layer, _sum_bits(b_t.fractional, b_t.width, acc_t.fractional, acc_t.width), "the bias cast")
+    w = np.ascontiguousarray(layer.tensors["weight"].reshape(index.shape[1], -1))
+    b = np.ascontiguousarray(layer.tensors["bias"].ravel())
+    args = (x_t.fractional, index, w, w_t.fractional, b, b_t.fractional, type_spec(acc_t), type_spec(layer.result))
+    return lambda xs: kernels.matmul_cast(xs[0], *args)
+
+
+@planner("dense")
+def _dense(layer, manifest):
+    n_in = layer.params["n_in"]
+    return _matmul_step(layer, manifest, np.arange(n_in, dtype=np.int64).reshape(1, n_in))
+
+
+def im2col_index(p: dict) -> np.ndarray:
+    """(pixels, fh*fw*cin) input indices of each output pixel, in hls4ml's (kh, kw, cin) order; -1 marks padding."""
+    if any(p[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")):
+        raise UnsupportedType("conv2d with padding inside the layer is not supported (hls4ml inserts ZeroPadding2D)")
+    oh, ow = np.meshgrid(np.arange(p["out_height"]), np.arange(p["out_width"]), indexing="ij")
+    kh, kw, c = np.meshgrid(np.arange(p["filt_height"]), np.arange(p["filt_width"]), np.arange(p["n_chan"]), indexing="ij")
+    rows = oh.reshape(-1, 1) * p["stride_height"] + kh.reshape(1, -1)
+    cols = ow.reshape(-1, 1) * p["stride_width"] + kw.reshape(1, -1)
+    return ((rows * p["in_width"] + cols) * p["n_chan"] + c.reshape(1, -1)).astype(np.int64)
+
+
+@planner("conv2d")
+def _conv2d(layer, manifest):
+    return _matmul_step(layer, manifest, im2col_index(layer.params))
+
+
+# ---- element-wise ----------------------------------------------------------------------------
+@planner("batchnorm")
+def _batchnorm(layer, manifest):
+    x_t, s_t, b_t = _in_type(layer, manifest), layer.types["scale"], layer.types["bias"]
+    _fits(layer, _sum_bits(x_t.fractional + s_t.fractional, _product_bits(x_t, s_t), b_t.fractional, b_t.width),
+          "x*scale + bias")
+    n = layer.size
+    n_filt = layer.params.get("n_filt", -1)
+    channel = np.arange(n, dtype=np.int64) % n_filt if n_filt > 0 else np.arange(n, dtype=np.int64)
+    scale, bias = layer.tensors["scale"].ravel(), layer.tensors["bias"].ravel()
+    args = (x_t.fractional, channel, scale, s_t.fractional, bias, b_t.fractional, type_spec(layer.result))
+    return lambda xs: kernels.scale_shift_cast(xs[0], *args)
+
+
+@planner("relu")
+def _relu(layer, manifest):
+    x_t = _in_type(layer, manifest)
+    return lambda xs: kernels.leaky_relu_cast(xs[0], x_t.fractional, 0, 0, type_spec(layer.result))
+
+
+@planner("leaky_relu")
+def _leaky_relu(layer, manifest):
+    x_t, a_t = _in_type(layer, manifest), layer.types["param"]
+    _fits(layer, _product_bits(x_t, a_t), "alpha*x")
+    args = (x_t.fractional, layer.params["alpha"], a_t.fractional, type_spec(layer.result))
+    return lambda xs: kernels.leaky_relu_cast(xs[0], *args)
+
+
+def _gather_step(layer, manifest, index):
+    x_t = _in_type(layer, manifest)
+    spec = type_spec(layer.result)
+    return lambda xs: kernels.gather_cast(xs[0], x_t.fractional, index, spec)
+
+
+@planner("linear")
+@planner("reshape")
+def _identity(layer, manifest):
+    return _gather_step(layer, manifest, np.arange(layer.size, dtype=np.int64))
+
+
+@planner("zeropad2d")
+def _zeropad2d(layer, manifest):
+    p = layer.params
+    index = np.full((p["out_height"], p["out_width"], p["n_chan"]), -1, dtype=np.int64)
+    source = np.arange(p["in_height"] * p["in_width"] * p["n_chan"]).reshape(p["in_height"], p["in_width"], p["n_chan"])
+    index[p["pad_top"]:p["pad_top"] + p["in_height"], p["pad_left"]:p["pad_left"] + p["in_width"]] = source
+    return _gather_step(layer, manifest, index.ravel())
+
+
+@planner("upsampling2d")
+def _upsampling2d(layer, manifest):
+    p = layer.params
+    source = np.arange(p["in_height"] * p["in_width"] * p["n_chan"]).reshape(p["in_height"], p["in_width"], p["n_chan"])
+    index = source.repeat(p["height_factor"], axis=0).repeat(p["width_factor"], axis=1)
+    return _gather_step(layer, manifest, index.astype(np.int64).ravel())
+
+
+@planner("avgpool2d")
+def _avgpool2d(layer, manifest):
+    p = layer.params
+    x_t, acc_t = _in_type(layer, manifest), layer.types["accum"]
+    _fits(layer, _sum_bits(x_t.fractional, x_t.width, acc_t.fractional, acc_t.width), "the pooling sum")
+    windows, counts = [], []
+    for oh in range(p["out_height"]):
+        for ow in range(p["out_width"]):
+            for f in range(p["n_filt"]):
+                cells = []
+                for kh in range(p["pool_height"]):
+                    for kw in range(p["pool_width"]):
+                        r = oh * p["stride_height"] + kh - p["pad_top"]
+                        c = ow * p["stride_width"] + kw - p["pad_left"]
+                        inside = 0 <= r < p["in_height"] and 0 <= c < p["in_width"]
+                        cells.append((r * p["in_width"] + c) * p["n_filt"] + f if inside else -1)
+                windows.append(cells)
+                inside_count = sum(cell >= 0 for cell in cells)
+                counts.append(len(cells) if p.get("count_pad") else inside_count)
+    window, count = np.array(windows, dtype=np.int64), np.array(counts, dtype=np.int64)
+    args = (x_t.fractional, window, count, type_spec(acc_t), type_spec(layer.result))
+    return lambda xs: kernels.average_cast(xs[0], *args)
+
+
+# ---- anomaly-score heads ---------------------------------------------------------------------
+@planner("kl_divergence")
+def _kl_divergence(layer, manifest):
+    p = layer.params
+    mean_t, logvar_t = _in_type(layer, manifest, 0), _in_type(layer, manifest, 1)
+    acc_t, table_t, res_t = layer.types["accum"], layer.types["exp_table"], layer.result
+    _fits(layer, 2 * mean_t.width, "mean**2")
+    _fits(layer, 2 * acc_t.width, "the sum times 1/n")
+    _fits(layer, res_t.width + acc_t.width, "-0.5 times the sum")
+    _fits(layer, _sum_bits(table_t.fractional, table_t.width, acc_t.fractional, acc_t.width), "kl - exp")
+    table_scale = p["table_size"] // (2 * p["exp_range"])
+    shift = max(logvar_t.fractional, 0)
+    scale = table_scale << max(-logvar_t.fractional, 0)
+    _fits(layer, logvar_t.width + int(scale).bit_length(), "the exp-table index")
+    args = (
+        logvar_t.fractional, constant_code(1.0, logvar_t),
+        layer.tensors["exp_table"].ravel(), table_t.fractional, scale, shift, p["exp_range"] * table_scale,
+        constant_code(1.0 / p["n_in"], acc_t), type_spec(acc_t), constant_code(-0.5, res_t), type_spec(res_t),
+    )
+    return lambda xs: kernels.kl_divergence_cast(xs[0], mean_t.fractional, xs[1], *args)
+
+
+@planner("mse")
+def _mse(layer, manifest):
+    ref_t, rec_t = _in_type(layer, manifest, 0), _in_type(layer, manifest, 1)
+    diff_t, sq_t, acc_t = layer.types["diff"], layer.types["square"], layer.types["accum"]
+    _fits(layer, _sum_bits(ref_t.fractional, ref_t.width, rec_t.fractional, rec_t.width), "the difference")
+    _fits(layer, 2 * diff_t.width, "the square")
+    _fits(layer, 2 * acc_t.width, "the sum times 1/n")
+    args = (diff_t, sq_t, acc_t)
+    specs = tuple(type_spec(t) for t in args)
+    inv_n = constant_code(1.0 / layer.params["n_in"], acc_t)
+    return lambda xs: kernels.mse_cast(xs[0], ref_t.fractional, xs[1], rec_t.fractional, *specs, inv_n,
+                                       type_spec(layer.result))

@@ -1,0 +1,98 @@
+"""Random small Keras models with random explicit fixed-point precisions, converted by hls4ml, for differential tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from hypothesis import strategies as st
+
+from emulator.fixed_type import OVERFLOW_MODES, ROUNDING_MODES, FixedType
+
+BUILD = Path(__file__).resolve().parents[1] / "build" / "random-models"
+
+
+@st.composite
+def fixed_types(draw, min_width=3, max_width=18, max_integer_offset=3, allow_unsigned=True):
+    """Any ap_fixed/ap_ufixed with every rounding mode and every overflow mode hls4ml can express, integer bits from
+    below zero up to the width.
+
+    (Integer bits above the width are covered by the arithmetic harness; hls4ml's C-sim aborts inside ap_private
+    on some layers with them, so random models stay at or below the width.)
+    """
+    width = draw(st.integers(min_width, max_width))
+    integer = draw(st.integers(-max_integer_offset, width))
+    signed = draw(st.booleans()) if allow_unsigned else True
+    overflow_modes = tuple(m for m in OVERFLOW_MODES if m != "WRAP_SM")  # hls4ml's SaturationMode has no WRAP_SM
+    return FixedType(width, integer, signed, draw(st.sampled_from(ROUNDING_MODES)), draw(st.sampled_from(overflow_modes)))
+
+
+def hls_precision(t: FixedType) -> str:
+    """The hls4ml configuration spelling of a type."""
+    return str(t) if (t.rounding, t.overflow) != ("TRN", "WRAP") else f"{'' if t.signed else 'u'}fixed<{t.width},{t.integer}>"
+
+
+def random_weights(rng, model, zero_fraction=0.2, scale=1.0):
+    """Give every layer random weights, some exactly zero; BatchNorm variances positive."""
+    for layer in model.layers:
+        new = []
+        for w in layer.weights:
+            values = rng.normal(0.0, scale, size=w.shape)
+            values[rng.random(w.shape) < zero_fraction] = 0.0
+            if "moving_variance" in w.name:
+                values = rng.uniform(0.2, 3.0, size=w.shape)
+            new.append(values.astype(np.float32))
+        if new:
+            layer.set_weights(new)
+
+
+def stimulus(rng, n_events, shape, lsb, span):
+    """Events mixing ordinary values, exact rounding ties on the input grid, and magnitudes that overflow."""
+    size = int(np.prod(shape))
+    normal = rng.normal(0.0, span / 4, size=(n_events, size))
+    ties = (rng.integers(-(2**12), 2**12, size=(n_events, size)) + 0.5) * lsb
+    huge = rng.choice([-1.0, 1.0], size=(n_events, size)) * rng.uniform(span, 8 * span, size=(n_events, size))
+    pick = rng.random((n_events, size))
+    x = np.where(pick < 0.6, normal, np.where(pick < 0.85, ties, huge))
+    return x.reshape((n_events, *shape))
+
+
+def convert_and_compile(keras_model, layer_precisions: dict, tag: str, backend: str = "Vivado"):
+    """Convert with hls4ml (io_parallel, Latency), every precision explicit, trace on; compile the C-sim."""
+    import hls4ml
+
+    config = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=backend)
+    config["Model"]["Strategy"] = "Latency"
+    for name, layer_config in config["LayerName"].items():
+        layer_config["Trace"] = True
+        if name in layer_precisions:
+            layer_config["Precision"] = {k: hls_precision(v) for k, v in layer_precisions[name].items()}
+    digest = hashlib.sha256(
+        (json.dumps(config, sort_keys=True, default=str) + keras_model.to_json()
+         + "".join(w.tobytes().hex() for w in keras_model.get_weights())).encode()
+    ).hexdigest()[:16]
+    hls_model = hls4ml.converters.convert_from_keras_model(
+        keras_model, hls_config=config, output_dir=str(BUILD / f"{tag}-{digest}"), backend=backend,
+        io_type="io_parallel", part="xcvu9p-flgb2104-2-e",
+    )
+    hls_model.compile()
+    return hls_model
+
+
+def trace_codes(hls_model, manifest, x) -> dict:
+    """hls4ml's own C-sim trace of every manifest layer, turned into raw codes; fails if a value is off the grid."""
+    _, trace = hls_model.trace(np.ascontiguousarray(x, dtype=np.float64))
+    codes = {}
+    for layer in manifest.layers:
+        if layer.name not in trace:
+            if layer.op == "reshape" and layer.inputs[0] in codes:  # hls4ml's reshape is in place: no copy, no trace
+                assert layer.result == manifest.producer_type(layer.inputs[0])
+                codes[layer.name] = codes[layer.inputs[0]]
+            continue
+        values = np.asarray(trace[layer.name], dtype=np.float64).reshape(len(x), -1)
+        scaled = values * 2.0 ** layer.result.fractional
+        assert np.array_equal(scaled, np.round(scaled)), f"{layer.name}: traced value off the {layer.result} grid"
+        codes[layer.name] = scaled.astype(np.int64)
+    return codes
