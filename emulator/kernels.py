@@ -2,16 +2,54 @@
 
 Every kernel is parallel over events (the first axis) and applies the casts of the HLS templates in their order.
 A type is passed as its `spec` = (width, fractional, signed, rounding_id, overflow_id) from `arith.type_spec`.
+Every kernel takes a last argument `probe` and reports each cast to the hook `observe` (and each table-index clamp
+to `observe_clamp`) with the cast's site id from the kernel's `*_SITES` tuple. `probe=None` is the plain path: the
+hooks compile to nothing. Other probe types get their implementation from an overload (emulator.coverage.probe).
 """
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
 from .arith import cast
 
 _JIT = dict(parallel=True, cache=True)
+
+
+# ---- probe hooks -------------------------------------------------------------------------------
+def observe(probe, event, site, element, value, value_frac, spec, result):
+    """Hook called after every cast: `result` = cast(value * 2**-value_frac) to `spec`, at (site, element) of event."""
+    raise TypeError("observe is a numba hook; it can only be called from jitted kernels")
+
+
+def observe_clamp(probe, event, site, element, value, lo, hi):
+    """Hook called where an integer `value` is clamped to [lo, hi] (the KL head's exp-table index)."""
+    raise TypeError("observe_clamp is a numba hook; it can only be called from jitted kernels")
+
+
+@overload(observe, inline="always")
+def _observe_nothing(probe, event, site, element, value, value_frac, spec, result):
+    if isinstance(probe, types.NoneType):
+        return lambda probe, event, site, element, value, value_frac, spec, result: None
+    return None
+
+
+@overload(observe_clamp, inline="always")
+def _observe_clamp_nothing(probe, event, site, element, value, lo, hi):
+    if isinstance(probe, types.NoneType):
+        return lambda probe, event, site, element, value, lo, hi: None
+    return None
+
+
+@nb.njit(inline="always", cache=True)
+def probed_cast(probe, event, site, element, value, value_frac, spec):
+    """cast(value, value_frac, spec), reported to the probe."""
+    result = cast(value, value_frac, spec)
+    observe(probe, event, site, element, value, value_frac, spec, result)
+    return result
 
 
 @nb.njit(inline="always", cache=True)
@@ -20,11 +58,17 @@ def aligned(code, frac, to_frac):
     return code << (to_frac - frac)
 
 
+# ---- dense and convolution -----------------------------------------------------------------------
+MATMUL_SITES = ("bias", "product", "accum", "result")
+_M_BIAS, _M_PRODUCT, _M_ACCUM, _M_RESULT = range(4)
+
+
 @nb.njit(**_JIT)
-def matmul_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec):
+def matmul_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec, probe):
     """hls4ml dense_latency applied to gathered inputs: y[n, p, j] = res(acc(b_j) + sum_i acc(x[n, index[p, i]] * w[i, j])).
 
     `index` (pixels, n_in) picks each pixel's input vector (identity for Dense, im2col for Conv2D).
+    All sites report output element p * n_out + j.
     """
     n_events = x.shape[0]
     n_pix, n_in = index.shape
@@ -40,18 +84,23 @@ def matmul_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec):
         for p in range(n_pix):
             for j in range(n_out):
                 acc[j] = bias[j]
+                observe(probe, n, _M_BIAS, p * n_out + j, b[j], b_frac, acc_spec, bias[j])
             for i in range(n_in):
                 xi = x[n, index[p, i]]
                 for j in range(n_out):
-                    prod = cast(xi * w[i, j], prod_frac, acc_spec)
-                    acc[j] = cast(acc[j] + prod, acc_frac, acc_spec)
+                    prod = probed_cast(probe, n, _M_PRODUCT, p * n_out + j, xi * w[i, j], prod_frac, acc_spec)
+                    acc[j] = probed_cast(probe, n, _M_ACCUM, p * n_out + j, acc[j] + prod, acc_frac, acc_spec)
             for j in range(n_out):
-                y[n, p * n_out + j] = cast(acc[j], acc_frac, res_spec)
+                y[n, p * n_out + j] = probed_cast(probe, n, _M_RESULT, p * n_out + j, acc[j], acc_frac, res_spec)
     return y
 
 
+# ---- element-wise ------------------------------------------------------------------------------
+SCALE_SHIFT_SITES = ("result",)
+
+
 @nb.njit(**_JIT)
-def scale_shift_cast(x, x_frac, channel, scale, s_frac, bias, b_frac, res_spec):
+def scale_shift_cast(x, x_frac, channel, scale, s_frac, bias, b_frac, res_spec, probe):
     """hls4ml normalize: y[n, i] = res(x * scale[c] + bias[c]), c = channel[i], with one rounding."""
     n_events, n_in = x.shape
     prod_frac = x_frac + s_frac
@@ -61,27 +110,34 @@ def scale_shift_cast(x, x_frac, channel, scale, s_frac, bias, b_frac, res_spec):
         for i in range(n_in):
             c = channel[i]
             value = aligned(x[n, i] * scale[c], prod_frac, frac) + aligned(bias[c], b_frac, frac)
-            y[n, i] = cast(value, frac, res_spec)
+            y[n, i] = probed_cast(probe, n, 0, i, value, frac, res_spec)
     return y
 
 
+LEAKY_RELU_SITES = ("positive", "negative")
+
+
 @nb.njit(**_JIT)
-def leaky_relu_cast(x, x_frac, alpha, alpha_frac, res_spec):
-    """hls4ml relu / leaky_relu: res(x) where x > 0, else res(alpha * x) (alpha = 0 is ReLU)."""
+def leaky_relu_cast(x, x_frac, alpha, alpha_frac, res_spec, probe):
+    """hls4ml relu / leaky_relu: res(x) where x > 0 (site positive), else res(alpha * x) (site negative; alpha = 0
+    is ReLU)."""
     n_events, n_in = x.shape
     y = np.empty((n_events, n_in), dtype=np.int64)
     for n in nb.prange(n_events):
         for i in range(n_in):
             v = x[n, i]
             if v > 0:
-                y[n, i] = cast(v, x_frac, res_spec)
+                y[n, i] = probed_cast(probe, n, 0, i, v, x_frac, res_spec)
             else:
-                y[n, i] = cast(alpha * v, x_frac + alpha_frac, res_spec)
+                y[n, i] = probed_cast(probe, n, 1, i, alpha * v, x_frac + alpha_frac, res_spec)
     return y
 
 
+GATHER_SITES = ("result",)
+
+
 @nb.njit(**_JIT)
-def gather_cast(x, x_frac, index, res_spec):
+def gather_cast(x, x_frac, index, res_spec, probe):
     """y[n, k] = res(x[n, index[k]]), or 0 where index[k] < 0 (padding, upsampling, reshape, linear)."""
     n_events = x.shape[0]
     n_out = index.shape[0]
@@ -89,12 +145,15 @@ def gather_cast(x, x_frac, index, res_spec):
     for n in nb.prange(n_events):
         for k in range(n_out):
             src = index[k]
-            y[n, k] = cast(x[n, src], x_frac, res_spec) if src >= 0 else 0
+            y[n, k] = probed_cast(probe, n, 0, k, x[n, src], x_frac, res_spec) if src >= 0 else 0
     return y
 
 
+AVERAGE_SITES = ("accum", "result")
+
+
 @nb.njit(**_JIT)
-def average_cast(x, x_frac, window, count, acc_spec, res_spec):
+def average_cast(x, x_frac, window, count, acc_spec, res_spec, probe):
     """hls4ml avg pooling: acc = 0; acc = acc(acc + x) over the window; acc /= count (C division); res(acc).
 
     `window` (outputs, k) lists input indices, -1 for padded cells (which add 0).
@@ -110,34 +169,66 @@ def average_cast(x, x_frac, window, count, acc_spec, res_spec):
             for t in range(k):
                 src = window[o, t]
                 if src >= 0:
-                    acc = cast(aligned(acc, acc_frac, frac) + aligned(x[n, src], x_frac, frac), frac, acc_spec)
+                    acc = probed_cast(probe, n, 0, o, aligned(acc, acc_frac, frac) + aligned(x[n, src], x_frac, frac),
+                                      frac, acc_spec)
             quotient = abs(acc) // count[o]
-            y[n, o] = cast(quotient if acc >= 0 else -quotient, acc_frac, res_spec)
+            y[n, o] = probed_cast(probe, n, 1, o, quotient if acc >= 0 else -quotient, acc_frac, res_spec)
     return y
 
 
+# ---- anomaly-score heads ---------------------------------------------------------------------
 @nb.njit(cache=True)
-def tree_sum(values, lo, count, frac, spec):
-    """nnet::reduce with Op_add over values[lo:lo+count]: a balanced tree, cast into `spec` at every node."""
-    if count == 1:
-        return values[lo]
-    if count == 2:
-        return cast(values[lo] + values[lo + 1], frac, spec)
-    left = 1
-    while left * 2 < count:
-        left *= 2
-    return cast(tree_sum(values, lo, left, frac, spec) + tree_sum(values, lo + left, count - left, frac, spec),
-                frac, spec)
+def tree_sum(values, lo, count, frac, spec, probe, event, site):
+    """nnet::reduce with Op_add over values[lo:lo+count]: a balanced tree, cast into `spec` at every node
+    (each node reported at element 0 of `site`).
+
+    reduce(n) = reduce(L) + reduce(n - L) with L the largest power of two below n, so the tree is a chain of perfect
+    power-of-two blocks ending in a tail of one or two values, joined from the right. Iterative: numba cannot load
+    recursive functions from its cache.
+    """
+    block_start = np.empty(64, dtype=np.int64)
+    block_size = np.empty(64, dtype=np.int64)
+    n_blocks = 0
+    start, n = lo, count
+    while n > 2:
+        size = 1
+        while size * 2 < n:
+            size *= 2
+        block_start[n_blocks] = start
+        block_size[n_blocks] = size
+        n_blocks += 1
+        start += size
+        n -= size
+    if n == 2:
+        total = probed_cast(probe, event, site, 0, values[start] + values[start + 1], frac, spec)
+    else:
+        total = values[start]
+    scratch = np.empty(count, dtype=np.int64)
+    for b in range(n_blocks - 1, -1, -1):
+        width = block_size[b]
+        for i in range(width):
+            scratch[i] = values[block_start[b] + i]
+        while width > 1:
+            width //= 2
+            for i in range(width):
+                scratch[i] = probed_cast(probe, event, site, 0, scratch[2 * i] + scratch[2 * i + 1], frac, spec)
+        total = probed_cast(probe, event, site, 0, scratch[0] + total, frac, spec)
+    return total
+
+
+KL_SITES = ("mean_sq", "logvar_plus_one", "table_index", "minus_exp", "minus_mean_sq", "sum", "mean", "result")
+_K_MEAN_SQ, _K_PLUS_ONE, _K_INDEX, _K_MINUS_EXP, _K_MINUS_MEAN_SQ, _K_SUM, _K_MEAN, _K_RESULT = range(8)
 
 
 @nb.njit(**_JIT)
 def kl_divergence_cast(mean, mean_frac, logvar, logvar_frac, one, table, table_frac, index_scale, index_shift,
-                       index_offset, inv_n, acc_spec, minus_half, res_spec):
+                       index_offset, inv_n, acc_spec, minus_half, res_spec, probe):
     """The VAE's KL head (hls4ml contrib/kl_layer semantics): res(-0.5 * acc(tree_sum(kl_i) * acc(1/n))).
 
     kl_i = acc(acc(acc(L(1) + logvar_i) - exp_table[idx_i]) - acc(mean_i**2)), with
     idx_i = clamp(floor(logvar_code_i * index_scale / 2**index_shift) + index_offset, 0, len(table) - 1), `one` = L(1)
     as a code of logvar's type, `inv_n` = acc(1/n) and `minus_half` = res(-0.5) as codes.
+    Per-input sites report element i; the sum, mean and result sites element 0.
     """
     n_events, n_in = mean.shape
     acc_frac = acc_spec[1]
@@ -149,21 +240,30 @@ def kl_divergence_cast(mean, mean_frac, logvar, logvar_frac, one, table, table_f
         kl = np.empty(n_in, dtype=np.int64)
         for i in range(n_in):
             lv = logvar[n, i]
-            mean_sq = cast(mean[n, i] * mean[n, i], 2 * mean_frac, acc_spec)
-            k = cast(one + lv, logvar_frac, acc_spec)
+            mean_sq = probed_cast(probe, n, _K_MEAN_SQ, i, mean[n, i] * mean[n, i], 2 * mean_frac, acc_spec)
+            k = probed_cast(probe, n, _K_PLUS_ONE, i, one + lv, logvar_frac, acc_spec)
             idx = ((lv * index_scale) >> index_shift) + index_offset
+            observe_clamp(probe, n, _K_INDEX, i, idx, 0, last)
             idx = min(max(idx, 0), last)
-            k = cast(aligned(k, acc_frac, f2) - aligned(table[idx], table_frac, f2), f2, acc_spec)
-            kl[i] = cast(k - mean_sq, acc_frac, acc_spec)
-        total = tree_sum(kl, 0, n_in, acc_frac, acc_spec)
-        total = cast(total * inv_n, 2 * acc_frac, acc_spec)
-        y[n, 0] = cast(minus_half * total, res_frac + acc_frac, res_spec)
+            k = probed_cast(probe, n, _K_MINUS_EXP, i, aligned(k, acc_frac, f2) - aligned(table[idx], table_frac, f2),
+                            f2, acc_spec)
+            kl[i] = probed_cast(probe, n, _K_MINUS_MEAN_SQ, i, k - mean_sq, acc_frac, acc_spec)
+        total = tree_sum(kl, 0, n_in, acc_frac, acc_spec, probe, n, _K_SUM)
+        total = probed_cast(probe, n, _K_MEAN, 0, total * inv_n, 2 * acc_frac, acc_spec)
+        y[n, 0] = probed_cast(probe, n, _K_RESULT, 0, minus_half * total, res_frac + acc_frac, res_spec)
     return y
 
 
+MSE_SITES = ("diff", "square", "leaf", "sum", "mean", "result")
+_S_DIFF, _S_SQUARE, _S_LEAF, _S_SUM, _S_MEAN, _S_RESULT = range(6)
+
+
 @nb.njit(**_JIT)
-def mse_cast(ref, ref_frac, rec, rec_frac, diff_spec, sq_spec, acc_spec, inv_n, res_spec):
-    """The AE's distance head: res(acc(tree_sum(acc(sq((rec_i - ref_i)**2))) * acc(1/n)))."""
+def mse_cast(ref, ref_frac, rec, rec_frac, diff_spec, sq_spec, acc_spec, inv_n, res_spec, probe):
+    """The AE's distance head: res(acc(tree_sum(acc(sq((rec_i - ref_i)**2))) * acc(1/n))).
+
+    Per-input sites report element i; the sum, mean and result sites element 0.
+    """
     n_events, n_in = ref.shape
     acc_frac = acc_spec[1]
     d_frac = diff_spec[1]
@@ -172,9 +272,11 @@ def mse_cast(ref, ref_frac, rec, rec_frac, diff_spec, sq_spec, acc_spec, inv_n, 
     for n in nb.prange(n_events):
         leaves = np.empty(n_in, dtype=np.int64)
         for i in range(n_in):
-            d = cast(aligned(rec[n, i], rec_frac, frac) - aligned(ref[n, i], ref_frac, frac), frac, diff_spec)
-            s = cast(d * d, 2 * d_frac, sq_spec)
-            leaves[i] = cast(s, sq_spec[1], acc_spec)
-        total = tree_sum(leaves, 0, n_in, acc_frac, acc_spec)
-        y[n, 0] = cast(cast(total * inv_n, 2 * acc_frac, acc_spec), acc_frac, res_spec)
+            d = probed_cast(probe, n, _S_DIFF, i, aligned(rec[n, i], rec_frac, frac) - aligned(ref[n, i], ref_frac, frac),
+                            frac, diff_spec)
+            s = probed_cast(probe, n, _S_SQUARE, i, d * d, 2 * d_frac, sq_spec)
+            leaves[i] = probed_cast(probe, n, _S_LEAF, i, s, sq_spec[1], acc_spec)
+        total = tree_sum(leaves, 0, n_in, acc_frac, acc_spec, probe, n, _S_SUM)
+        mean = probed_cast(probe, n, _S_MEAN, 0, total * inv_n, 2 * acc_frac, acc_spec)
+        y[n, 0] = probed_cast(probe, n, _S_RESULT, 0, mean, acc_frac, res_spec)
     return y

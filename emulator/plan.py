@@ -1,10 +1,13 @@
 """Turn each manifest layer into a step: a function of its input code arrays (events x elements) to its output codes.
 
 One planner per op, registered by name; a planner precomputes index tables and constant codes once, checks that
-every intermediate value fits in int64 exactly, and binds the numba kernel that does the arithmetic.
+every intermediate value fits in int64 exactly, binds the numba kernel that does the arithmetic, and describes the
+kernel's probe sites (what each reported cast converts, from which grid into which type).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +31,39 @@ def planner(op: str):
     return wrap
 
 
-def plan_layer(layer: Layer, manifest: Manifest):
+@dataclass(frozen=True)
+class Site:
+    """One probe site of a kernel: casts of exact values on the grid 2**-source_frac into `type`, reported at
+    `elements` element indices; or, when `clamp` = (lo, hi) is set, an integer index clamped to [lo, hi]."""
+
+    name: str
+    elements: int
+    type: FixedType | None = None
+    source_frac: int | None = None
+    clamp: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A planned layer: `step(xs)` gives the output codes; `step.run(xs, probe)` also reports every cast to `probe`
+    (see emulator.kernels); `sites` are the kernel's probe sites in the order of its site ids."""
+
+    kernel_call: object
+    sites: tuple
+
+    def __call__(self, xs):
+        return self.kernel_call(xs, None)
+
+    def run(self, xs, probe):
+        return self.kernel_call(xs, probe)
+
+
+def _casts(names, elements, *type_and_frac) -> tuple:
+    """Sites `names` (a kernel's *_SITES), each with `elements` elements and its (type, source_frac)."""
+    return tuple(Site(name, elements, t, frac) for name, (t, frac) in zip(names, type_and_frac, strict=True))
+
+
+def plan_layer(layer: Layer, manifest: Manifest) -> Step:
     if layer.op not in _PLANNERS:
         raise UnsupportedType(f"layer {layer.name!r}: op {layer.op!r} has no emulator kernel")
     return _PLANNERS[layer.op](layer, manifest)
@@ -70,7 +105,9 @@ def _matmul_step(layer, manifest, index):
     w = np.ascontiguousarray(layer.tensors["weight"].reshape(index.shape[1], -1))
     b = np.ascontiguousarray(layer.tensors["bias"].ravel())
     args = (x_t.fractional, index, w, w_t.fractional, b, b_t.fractional, type_spec(acc_t), type_spec(layer.result))
-    return lambda xs: kernels.matmul_cast(xs[0], *args)
+    sites = _casts(kernels.MATMUL_SITES, index.shape[0] * w.shape[1], (acc_t, b_t.fractional),
+                   (acc_t, x_t.fractional + w_t.fractional), (acc_t, acc_t.fractional), (layer.result, acc_t.fractional))
+    return Step(lambda xs, probe: kernels.matmul_cast(xs[0], *args, probe), sites)
 
 
 @planner("dense")
@@ -106,27 +143,36 @@ def _batchnorm(layer, manifest):
     channel = np.arange(n, dtype=np.int64) % n_filt if n_filt > 0 else np.arange(n, dtype=np.int64)
     scale, bias = layer.tensors["scale"].ravel(), layer.tensors["bias"].ravel()
     args = (x_t.fractional, channel, scale, s_t.fractional, bias, b_t.fractional, type_spec(layer.result))
-    return lambda xs: kernels.scale_shift_cast(xs[0], *args)
+    frac = max(x_t.fractional + s_t.fractional, b_t.fractional)
+    sites = _casts(kernels.SCALE_SHIFT_SITES, n, (layer.result, frac))
+    return Step(lambda xs, probe: kernels.scale_shift_cast(xs[0], *args, probe), sites)
+
+
+def _rectifier_step(layer, manifest, alpha: int, alpha_frac: int):
+    x_t = _in_type(layer, manifest)
+    args = (x_t.fractional, alpha, alpha_frac, type_spec(layer.result))
+    sites = _casts(kernels.LEAKY_RELU_SITES, layer.size, (layer.result, x_t.fractional),
+                   (layer.result, x_t.fractional + alpha_frac))
+    return Step(lambda xs, probe: kernels.leaky_relu_cast(xs[0], *args, probe), sites)
 
 
 @planner("relu")
 def _relu(layer, manifest):
-    x_t = _in_type(layer, manifest)
-    return lambda xs: kernels.leaky_relu_cast(xs[0], x_t.fractional, 0, 0, type_spec(layer.result))
+    return _rectifier_step(layer, manifest, 0, 0)
 
 
 @planner("leaky_relu")
 def _leaky_relu(layer, manifest):
     x_t, a_t = _in_type(layer, manifest), layer.types["param"]
     _fits(layer, _product_bits(x_t, a_t), "alpha*x")
-    args = (x_t.fractional, layer.params["alpha"], a_t.fractional, type_spec(layer.result))
-    return lambda xs: kernels.leaky_relu_cast(xs[0], *args)
+    return _rectifier_step(layer, manifest, layer.params["alpha"], a_t.fractional)
 
 
 def _gather_step(layer, manifest, index):
     x_t = _in_type(layer, manifest)
     spec = type_spec(layer.result)
-    return lambda xs: kernels.gather_cast(xs[0], x_t.fractional, index, spec)
+    sites = _casts(kernels.GATHER_SITES, index.shape[0], (layer.result, x_t.fractional))
+    return Step(lambda xs, probe: kernels.gather_cast(xs[0], x_t.fractional, index, spec, probe), sites)
 
 
 @planner("linear")
@@ -173,7 +219,9 @@ def _avgpool2d(layer, manifest):
                 counts.append(len(cells) if p.get("count_pad") else inside_count)
     window, count = np.array(windows, dtype=np.int64), np.array(counts, dtype=np.int64)
     args = (x_t.fractional, window, count, type_spec(acc_t), type_spec(layer.result))
-    return lambda xs: kernels.average_cast(xs[0], *args)
+    sites = _casts(kernels.AVERAGE_SITES, len(windows), (acc_t, max(x_t.fractional, acc_t.fractional)),
+                   (layer.result, acc_t.fractional))
+    return Step(lambda xs, probe: kernels.average_cast(xs[0], *args, probe), sites)
 
 
 # ---- anomaly-score heads ---------------------------------------------------------------------
@@ -195,7 +243,18 @@ def _kl_divergence(layer, manifest):
         layer.tensors["exp_table"].ravel(), table_t.fractional, scale, shift, p["exp_range"] * table_scale,
         constant_code(1.0 / p["n_in"], acc_t), type_spec(acc_t), constant_code(-0.5, res_t), type_spec(res_t),
     )
-    return lambda xs: kernels.kl_divergence_cast(xs[0], mean_t.fractional, xs[1], *args)
+    n, acc_frac = p["n_in"], acc_t.fractional
+    sites = (
+        Site("mean_sq", n, acc_t, 2 * mean_t.fractional),
+        Site("logvar_plus_one", n, acc_t, logvar_t.fractional),
+        Site("table_index", n, clamp=(0, p["table_size"] - 1)),
+        Site("minus_exp", n, acc_t, max(table_t.fractional, acc_frac)),
+        Site("minus_mean_sq", n, acc_t, acc_frac),
+        Site("sum", 1, acc_t, acc_frac),
+        Site("mean", 1, acc_t, 2 * acc_frac),
+        Site("result", 1, res_t, res_t.fractional + acc_frac),
+    )
+    return Step(lambda xs, probe: kernels.kl_divergence_cast(xs[0], mean_t.fractional, xs[1], *args, probe), sites)
 
 
 @planner("mse")
@@ -208,5 +267,10 @@ def _mse(layer, manifest):
     args = (diff_t, sq_t, acc_t)
     specs = tuple(type_spec(t) for t in args)
     inv_n = constant_code(1.0 / layer.params["n_in"], acc_t)
-    return lambda xs: kernels.mse_cast(xs[0], ref_t.fractional, xs[1], rec_t.fractional, *specs, inv_n,
-                                       type_spec(layer.result))
+    n, acc_frac = layer.params["n_in"], acc_t.fractional
+    sites = (_casts(kernels.MSE_SITES[:3], n, (diff_t, max(ref_t.fractional, rec_t.fractional)),
+                    (sq_t, 2 * diff_t.fractional), (acc_t, sq_t.fractional))
+             + _casts(kernels.MSE_SITES[3:], 1, (acc_t, acc_frac), (acc_t, 2 * acc_frac), (layer.result, acc_frac)))
+    res_spec = type_spec(layer.result)
+    return Step(lambda xs, probe: kernels.mse_cast(xs[0], ref_t.fractional, xs[1], rec_t.fractional, *specs, inv_n,
+                                                   res_spec, probe), sites)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from .hls_project import CSimError, ProjectInterface, compile_library, convert, write_project
 
 ENTRY_FILE = "csim_entry.cpp"
+MIN_EVENTS_PER_THREAD = 2000
 
 
 class CSimInputError(ValueError):
@@ -48,12 +51,26 @@ class CSim:
         return cls(convert(keras_model, hls_config, build_dir, backend), **kwargs)
 
     # ---- running ---------------------------------------------------------------------------------------
-    def run(self, input_codes):
+    def run(self, input_codes, threads: int | None = None):
         """Output codes for input codes: (N, n_in) int64 for a one-input model (a list, one per input, otherwise).
-        Returns (N, n_out) int64 for a one-output model, else {output layer name: codes}."""
+        Returns (N, n_out) int64 for a one-output model, else {output layer name: codes}. Events are shared among
+        `threads` threads (default: one per available core) when the project is stateless."""
         inputs = self._inputs(input_codes)
-        outputs = self._alloc(self.interface.outputs, len(inputs[0]))
-        self._lib.csim_run(len(inputs[0]), _pointers(inputs), _pointers(outputs))
+        n = len(inputs[0])
+        outputs = self._alloc(self.interface.outputs, n)
+
+        def run_slice(bounds):
+            start, stop = bounds
+            self._lib.csim_run(stop - start, _pointers(inputs, start), _pointers(outputs, start))
+
+        threads = self._threads(threads, n)
+        if threads == 1:
+            run_slice((0, n))
+        else:
+            run_slice((0, 1))  # hls4ml fills weights and lookup tables on the first call, which is not thread-safe
+            edges = np.linspace(1, n, threads + 1).astype(int)
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(run_slice, zip(edges[:-1], edges[1:])))
         return self._outputs(outputs)
 
     def trace(self, input_codes) -> dict:
@@ -72,8 +89,20 @@ class CSim:
         return {port.name: codes for port, codes in zip(self.interface.traced, traces)}
 
     # ---- internals -------------------------------------------------------------------------------------
+    def _threads(self, threads, n: int) -> int:
+        if threads is None:
+            threads = len(os.sched_getaffinity(0))
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if not self.interface.stateless:
+            return 1
+        return max(1, min(threads, n // MIN_EVENTS_PER_THREAD))
+
     def _inputs(self, input_codes) -> list:
         ports = self.interface.inputs
+        if len(ports) > 1 and not isinstance(input_codes, (list, tuple)):
+            raise CSimInputError(f"the model has {len(ports)} inputs ({', '.join(p.name for p in ports)}); "
+                                 f"pass a list of {len(ports)} code arrays")
         arrays = [input_codes] if len(ports) == 1 else list(input_codes)
         if len(arrays) != len(ports):
             raise CSimInputError(f"the model has {len(ports)} inputs ({', '.join(p.name for p in ports)}), got {len(arrays)} arrays")
@@ -106,8 +135,9 @@ def _checked_codes(codes, port) -> np.ndarray:
     return codes
 
 
-def _pointers(arrays: list):
-    return (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
+def _pointers(arrays: list, first_event: int = 0):
+    """A C array of pointers to row `first_event` of each (N, size) int64 array."""
+    return (ctypes.c_void_p * len(arrays))(*(a.ctypes.data + int(first_event) * a.strides[0] for a in arrays))
 
 
 # ---- the generated entry point --------------------------------------------------------------------------

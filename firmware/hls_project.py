@@ -31,6 +31,15 @@ CXX = "g++"
 _RECIPE = "l1ad-csim-build-1"  # change when the build recipe below changes, to invalidate old cache entries
 _SKIPPED_SUFFIXES = (".so", ".o")
 
+#: hls4ml layer classes whose C-simulation keeps no state between events once their lookup tables are filled
+#: (recurrent layers, for one, do): a project made only of these may run events on several threads.
+STATELESS_LAYERS = frozenset({
+    "Input", "Dense", "Conv1D", "Conv2D", "BatchNormalization", "Activation", "QActivation", "LeakyReLU",
+    "ParametrizedActivation", "PReLU", "Softmax", "Reshape", "Transpose", "ZeroPadding1D", "ZeroPadding2D",
+    "Pooling1D", "Pooling2D", "GlobalPooling1D", "GlobalPooling2D", "Resize", "Merge", "Concatenate", "Dot",
+    "KLDivergence", "MSEDistance",
+})
+
 
 class CSimError(RuntimeError):
     """The C-simulation cannot be built or run (no compiler, a compile error, an unsupported layer or type)."""
@@ -65,7 +74,6 @@ class Port:
     """One array the C-simulation exchanges: a model input, output, or traced layer output."""
 
     name: str  # the hls4ml layer name (for inputs: the input layer)
-    variable: str  # the C++ array name
     type_name: str  # the C++ typedef
     size: int
     type: FixedType
@@ -81,6 +89,7 @@ class ProjectInterface:
     inputs: tuple
     outputs: tuple
     traced: tuple
+    stateless: bool  # every layer is in STATELESS_LAYERS
 
     @classmethod
     def from_model(cls, hls_model) -> "ProjectInterface":
@@ -94,12 +103,12 @@ class ProjectInterface:
         for node in hls_model.get_layers():
             for var in node.get_variables():
                 owner[var.name] = node.name
-        inputs = tuple(_port(owner[v.name], v, 64) for v in hls_model.get_input_variables())
-        outputs = tuple(_port(owner[v.name], v, 64) for v in hls_model.get_output_variables())
+        inputs = tuple(_port(owner[v.name], v) for v in hls_model.get_input_variables())
+        outputs = tuple(_port(owner[v.name], v) for v in hls_model.get_output_variables())
         traced = ()
         if hls_model.config.trace_output:
             traced = tuple(
-                _port(node.name, node.get_output_variable(), 53)
+                _port(node.name, node.get_output_variable(), traced=True)
                 for node in hls_model.get_layers()
                 if node.get_attr("function_cpp", None) and node.get_attr("trace", False) and len(node.get_variables()) == 1
             )
@@ -108,6 +117,7 @@ class ProjectInterface:
             top_function=hls_model.config.get_project_name(),
             namespace=hls_model.config.get_writer_config().get("Namespace", None),
             inputs=inputs, outputs=outputs, traced=traced,
+            stateless=all(node.class_name in STATELESS_LAYERS for node in hls_model.get_layers()),
         )
 
     def save(self) -> Path:
@@ -115,6 +125,7 @@ class ProjectInterface:
         body = {
             "top_function": self.top_function,
             "namespace": self.namespace,
+            "stateless": self.stateless,
             **{group: [_port_to_dict(p) for p in getattr(self, group)] for group in ("inputs", "outputs", "traced")},
         }
         path.write_text(json.dumps(body, indent=1) + "\n")
@@ -127,9 +138,12 @@ class ProjectInterface:
         if not path.is_file():
             raise CSimError(f"{project_dir} has no {INTERFACE_FILE}: write the project with firmware.hls_project.convert "
                             f"or pass the hls4ml model instead of its directory")
-        body = json.loads(path.read_text())
-        ports = {group: tuple(_port_from_dict(p) for p in body[group]) for group in ("inputs", "outputs", "traced")}
-        return cls(project_dir, body["top_function"], body["namespace"], **ports)
+        try:
+            body = json.loads(path.read_text())
+            ports = {group: tuple(_port_from_dict(p) for p in body[group]) for group in ("inputs", "outputs", "traced")}
+            return cls(project_dir, body["top_function"], body["namespace"], stateless=body["stateless"], **ports)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CSimError(f"{path} is malformed or from an older version ({exc!r}); convert the model again") from None
 
 
 def write_project(hls_model) -> ProjectInterface:
@@ -140,24 +154,26 @@ def write_project(hls_model) -> ProjectInterface:
     return interface
 
 
-def _port(layer_name: str, var, max_width: int) -> Port:
+def _port(layer_name: str, var, traced: bool = False) -> Port:
+    """The port of an hls4ml variable; its type must fit int64 codes (traced: hls4ml's double trace buffers, exactly)."""
     try:
         fixed = FixedType.from_hls4ml(var.type.precision)
     except UnsupportedType as exc:
         raise CSimError(f"layer {layer_name!r}: output type {var.type.precision} is not supported: {exc}") from None
-    if fixed.width > max_width - (0 if fixed.signed else 1):
-        why = "int64 codes" if max_width == 64 else "exact tracing through hls4ml's double trace buffers"
-        raise CSimError(f"layer {layer_name!r}: type {fixed} is too wide for {why} (at most {max_width} bits)")
-    return Port(layer_name, var.name, var.type.name, int(var.size()), fixed)
+    if traced and fixed.width > 53:
+        raise CSimError(f"layer {layer_name!r}: type {fixed} is too wide to trace exactly through hls4ml's double "
+                        f"trace buffers (at most 53 bits)")
+    if fixed.width > (64 if fixed.signed else 63):
+        raise CSimError(f"layer {layer_name!r}: type {fixed} is too wide for int64 codes")
+    return Port(layer_name, var.type.name, int(var.size()), fixed)
 
 
 def _port_to_dict(port: Port) -> dict:
-    return {"name": port.name, "variable": port.variable, "type_name": port.type_name, "size": port.size,
-            "type": str(port.type)}
+    return {"name": port.name, "type_name": port.type_name, "size": port.size, "type": str(port.type)}
 
 
 def _port_from_dict(d: dict) -> Port:
-    return Port(d["name"], d["variable"], d["type_name"], int(d["size"]), FixedType.parse(d["type"]))
+    return Port(d["name"], d["type_name"], int(d["size"]), FixedType.parse(d["type"]))
 
 
 # ---- compilation with a cache --------------------------------------------------------------------------
@@ -184,7 +200,7 @@ def compile_library(interface: ProjectInterface, extra_sources: dict, cache_dir=
                         f"install it (Debian: apt-get install g++)")
     flags = _compile_flags(cxx)
     key = _cache_key(firmware, extra_sources, cxx, flags)
-    entry = Path(cache_dir or CACHE_DIR) / key
+    entry = Path(cache_dir or CACHE_DIR).resolve() / key
     library = entry / "csim.so"
     if library.is_file():
         return CompiledLibrary(library, key, compiled=False)

@@ -90,7 +90,7 @@ class Quantization:
 
     @property
     def integer(self) -> int:
-        return min(3, self.bits // 2)
+        return self.bits // 2
 
     def weight_quantizer(self):
         from qkeras.quantizers import quantized_bits

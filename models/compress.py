@@ -8,12 +8,14 @@ Precision rules (`hls_config`), every type explicit:
   input, the AE's reconstruction target) 20 bits wide.
 - weights and biases: QAT from the QKeras quantizers; PTQ `bits` wide with the integer bits of the largest |value|.
   BatchNormalization scale/bias and the LeakyReLU slope: 18 bits, integer bits from the largest |value|.
-- layer results (AP_RND_CONV, AP_SAT): QActivation from its quantizer; others `bits` wide (PTQ) or 16 bits (QAT),
-  integer bits from the largest |value| seen on calibration events (SAT clips the rarer ones).
+- layer results (AP_RND_CONV, AP_SAT): QActivation from its quantizer; others 16 bits (PTQ quantizes the weights
+  and biases), integer bits from 16 x the largest |value| on (background) calibration events, as anomalies reach
+  further; SAT clips beyond.
 - accumulators (TRN, WRAP): integer bits of the worst case |bias| + sum |w| * max|input| over the whole input type
   range, so they never overflow; exact products (input + weight fractional bits) where that fits in 32 bits.
 - heads: MSE diff/square/accum/result from calibration with 4x headroom, saturating, <= 31 bits (the emulator's
-  int64 path multiplies two of them); KL accum/result from the worst case, exp table ap_fixed<26,13,AP_RND_CONV,AP_SAT>.
+  int64 path multiplies two of them); KL accum/result from the worst case, exp table ap_fixed<26,13,AP_RND_CONV,AP_SAT> with 8192
+  entries over log_var in [-8, 8) (the 1024 of hls4ml's default are too coarse for near-prior latents).
 Calibration events are clipped to the input type's range first, as the firmware's input saturates.
 """
 
@@ -39,8 +41,10 @@ HEAD_MAX_WIDTH = 31  # the heads multiply their sum by a constant of the accumul
 PRODUCT_MAX_WIDTH = 62
 MIN_INTEGER = -4
 HEAD_HEADROOM = 4.0
+RESULT_HEADROOM = 16.0  # calibration sees background only; anomalies reach further (4 more integer bits)
 EXP_TABLE_TYPE = FixedType(26, 13, True, "RND_CONV", "SAT")
-KL_EXP_MAX = math.exp(8.0)
+KL_TABLE = {"TableSize": 8192, "ExpRange": 8}  # exp(log_var) every 1/512 in log_var (hls4ml's default: 1/64)
+KL_EXP_MAX = math.exp(KL_TABLE["ExpRange"])
 
 
 class PrecisionError(ValueError):
@@ -49,7 +53,7 @@ class PrecisionError(ValueError):
 
 @dataclass(frozen=True)
 class Scheme:
-    """`qat`: the model is QKeras-quantized at `bits`; otherwise PTQ of a float model at `bits`."""
+    """`qat`: the model is QKeras-quantized at `bits`; otherwise PTQ of a float model: weights and biases at `bits`."""
 
     bits: int
     qat: bool
@@ -140,10 +144,6 @@ def plan_precisions(deployed, ranges: dict, scheme: Scheme) -> dict:
     return plan
 
 
-def _result_width(scheme: Scheme) -> int:
-    return WIDE_RESULT if scheme.qat else scheme.bits
-
-
 def _plan_input(layer, inputs, ranges, scheme):
     return {"result": INPUT_TYPE}
 
@@ -157,8 +157,10 @@ def _bn_params(layer):
 def _plan_batchnorm(layer, inputs, ranges, scheme):
     scale, bias = _bn_params(layer)
     types = {"scale": sized(np.max(np.abs(scale)), PARAM_WIDTH), "bias": sized(np.max(np.abs(bias)), PARAM_WIDTH)}
-    width = INPUT_BN_WIDTH if layer.name == "input_bn" else _result_width(scheme)
-    types["result"] = sized(ranges[layer.name], width)
+    if layer.name == "input_bn":
+        types["result"] = sized(ranges[layer.name], INPUT_BN_WIDTH)
+    else:
+        types["result"] = sized(RESULT_HEADROOM * ranges[layer.name], WIDE_RESULT)
     return types
 
 
@@ -184,19 +186,19 @@ def _plan_dense(layer, inputs, ranges, scheme):
         raise PrecisionError(f"layer {layer.name!r}: input {x} times weight {weight} exceeds {PRODUCT_MAX_WIDTH} bits")
     worst = float(np.max(np.abs(bias) + np.abs(kernel).sum(axis=0) * max_abs(x)))
     accum = _accum(worst, max(x.fractional + weight.fractional, bias_t.fractional))
-    return {"weight": weight, "bias": bias_t, "accum": accum, "result": sized(ranges[layer.name], _result_width(scheme))}
+    return {"weight": weight, "bias": bias_t, "accum": accum, "result": sized(RESULT_HEADROOM * ranges[layer.name], WIDE_RESULT)}
 
 
 def _plan_leaky(layer, inputs, ranges, scheme):
     alpha = float(layer.get_config()["alpha"])
-    return {"param": sized(alpha, PARAM_WIDTH), "result": sized(ranges[layer.name], _result_width(scheme))}
+    return {"param": sized(alpha, PARAM_WIDTH), "result": sized(RESULT_HEADROOM * ranges[layer.name], WIDE_RESULT)}
 
 
 def _plan_activation(layer, inputs, ranges, scheme):
     activation = layer.get_config()["activation"]
     if activation != "relu":
         raise PrecisionError(f"layer {layer.name!r}: activation {activation!r} has no precision rule")
-    return {"result": sized(ranges[layer.name], _result_width(scheme), signed=False)}
+    return {"result": sized(RESULT_HEADROOM * ranges[layer.name], WIDE_RESULT, signed=False)}
 
 
 def _plan_qactivation(layer, inputs, ranges, scheme):
@@ -260,6 +262,8 @@ def hls_config(deployed, plan: dict) -> dict:
         precision = layer_config.setdefault("Precision", {})
         for role, fixed in types.items():
             precision[role] = str(fixed)
+        if type(deployed.get_layer(owner)).__name__ == "KLDivergenceHead":
+            layer_config.update(KL_TABLE)
     auto = sorted(_auto_entries(config))
     if auto:
         raise PrecisionError(f"precisions left 'auto': {', '.join(auto)}")

@@ -18,7 +18,7 @@ import numpy as np
 
 from emulator.manifest import Manifest
 from firmware.rtl.generator import INPUT_STYLES, Interface, generate_rtl, manifest_interface
-from firmware.rtl.harness import ACCEPTED_FILE, INPUTS_FILE, OUTPUTS_FILE, TOP, harness_text
+from firmware.rtl.harness import ACCEPTED_FILE, COUNT_FILE, INPUTS_FILE, OUTPUTS_FILE, TOP, harness_text, input_bytes
 from testbench.simulators import get_simulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,8 @@ def cosimulate(manifest: Manifest, input_codes, simulator: str = "verilator", bu
         return CosimResult(empty, 0, 0, 0.0, simulator, 0)
     run = work / "run"
     run.mkdir(exist_ok=True)
-    _write_inputs(run / INPUTS_FILE, codes, interface.input.width)
+    (run / COUNT_FILE).write_text(f"{len(codes)}\n")
+    _write_inputs(run / INPUTS_FILE, codes, interface.input.width, input_bytes(interface))
     for name in (ACCEPTED_FILE, OUTPUTS_FILE):
         (run / name).unlink(missing_ok=True)
     started = time.perf_counter()
@@ -149,20 +150,14 @@ def _detect_input_style(sources, interface: Interface) -> str:
     return INPUT_STYLES[1] if any(pattern.search(Path(s).read_text(errors="replace")) for s in sources) else INPUT_STYLES[0]
 
 
-def _write_inputs(path: Path, codes: np.ndarray, width: int) -> None:
-    """The event count, then one hex line per event: element i in bits [i*width +: width]."""
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    weights = np.array([1, 2, 4, 8], dtype=np.uint8)
+def _write_inputs(path: Path, codes: np.ndarray, width: int, n_bytes: int) -> None:
+    """Per event, element i in bits [i*width +: width] of an n_bytes vector, most significant byte first."""
     with path.open("wb") as out:
-        out.write(f"{len(codes)}\n".encode())
         for start in range(0, len(codes), _CHUNK):
             block = codes[start:start + _CHUNK] & ((1 << width) - 1)
             bits = ((block[:, :, None] >> np.arange(width)) & 1).astype(np.uint8).reshape(len(block), -1)
-            pad = (-bits.shape[1]) % 4
-            bits = np.concatenate([bits, np.zeros((len(block), pad), dtype=np.uint8)], axis=1)
-            nibbles = (bits.reshape(len(block), -1, 4) @ weights)[:, ::-1]
-            lines = np.concatenate([digits[nibbles], np.full((len(block), 1), ord("\n"), dtype=np.uint8)], axis=1)
-            out.write(lines.tobytes())
+            bits = np.concatenate([bits, np.zeros((len(block), n_bytes * 8 - bits.shape[1]), dtype=np.uint8)], axis=1)
+            out.write(np.packbits(bits[:, ::-1], axis=1).tobytes())
 
 
 def _read_record(run: Path, interface: Interface, n_events: int, elapsed: float, simulator: str) -> CosimResult:

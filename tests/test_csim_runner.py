@@ -116,6 +116,15 @@ def test_run_and_trace_outputs_agree(project, codes):
         assert np.array_equal(run[name], trace[name])
 
 
+def test_threads_give_the_same_codes(project):
+    _, csim = project
+    rng = np.random.default_rng(4)
+    many = [rng.integers(-(1 << 12), 1 << 12, size=(4500, p.size)) for p in csim.interface.inputs]
+    single, shared = csim.run(many, threads=1), csim.run(many, threads=3)
+    for name in single:
+        assert np.array_equal(single[name], shared[name])
+
+
 def test_cache_reuses_the_compiled_library(project):
     _, csim = project
     mtime = csim.library.path.stat().st_mtime_ns

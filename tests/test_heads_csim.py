@@ -16,13 +16,14 @@ from emulator.arith import cast_raw, quantize, type_spec
 from emulator.fixed_type import FixedType
 from emulator.hls4ml_export import exp_table_codes
 from firmware.csim import CSim
-from firmware.hls4ml_extensions import register
+from firmware.hls4ml_extensions import ExtensionError, register
 from firmware.hls_project import convert
 from models.heads import CUSTOM_OBJECTS, KLDivergenceHead, MSEHead
 
 BUILD = Path(__file__).resolve().parents[1] / "build" / "tests" / "heads"
 N_IN = 8
 N_EVENTS = 4000
+N_REFERENCE = 1000  # events checked against the (slow) pure-Python reference
 WEIGHT_SCALE = {"log_var": 0.4, "narrow_log_var": 0.2, "rec": 0.6}
 
 PRECISIONS = {
@@ -195,9 +196,10 @@ def test_heads_match_the_emulator(compiled, input_codes):
 @pytest.mark.parametrize("head", HEADS)
 def test_head_matches_the_python_reference(compiled, input_codes, head):
     hls_model, csim = compiled
-    trace = csim.trace(input_codes[:600])
+    codes = input_codes[:N_REFERENCE]
+    trace = csim.trace(codes)
     values = {port.name: (trace[port.name], port.type) for port in csim.interface.traced}
-    values["x_in"] = (input_codes[:600], csim.interface.inputs[0].type)
+    values["x_in"] = (codes, csim.interface.inputs[0].type)
     node = hls_model.graph[head]
     expected = head_reference(hls_model, node, values)
     assert np.array_equal(trace[head][:, 0], expected), f"{head}: {np.sum(trace[head][:, 0] != expected)} mismatches"
@@ -206,7 +208,7 @@ def test_head_matches_the_python_reference(compiled, input_codes, head):
 def test_stimulus_reaches_saturation_and_the_table_ends(compiled, input_codes):
     """The inputs square beyond kl_a's accumulator range, drive the exp-table index to both clamps and saturate
     mse_b's result, while leaving many values in range (else the tests above would be weak)."""
-    hls_model, csim = compiled
+    _, csim = compiled
     trace = csim.trace(input_codes)
     x = input_codes * 2.0**-8
     assert (x**2 > FixedType.parse("ap_fixed<12,4>").max).any()
@@ -237,6 +239,37 @@ def test_configured_precisions_reach_the_nodes(compiled):
     assert (kl_a.get_attr("table_size"), kl_a.get_attr("exp_range")) == (1024, 8)
     assert [str(fixed(mse_a, f"{r}_t")) for r in ("diff", "square", "accum")] == [
         "ap_fixed<10,5,AP_TRN,AP_SAT>", "ap_fixed<12,6,AP_RND,AP_SAT>", "ap_fixed<16,8>"]
+
+
+def kl_model():
+    mean_in, log_var_in = keras.layers.Input((4,), name="mean_in"), keras.layers.Input((4,), name="log_var_in")
+    return keras.Model([mean_in, log_var_in], KLDivergenceHead(name="kl")([mean_in, log_var_in]))
+
+
+def test_defaults_apply_without_layer_configuration(tmp_path):
+    hls_model = convert(kl_model(), {"Model": {"Precision": "fixed<16,6>"}}, tmp_path / "project")
+    kl = hls_model.graph["kl"]
+    assert str(fixed(kl, "exp_table_t")) == "ap_fixed<18,8,AP_RND,AP_SAT>"
+    assert str(fixed(kl, "accum_t")) == "ap_fixed<16,6>"
+    assert (kl.get_attr("table_size"), kl.get_attr("exp_range")) == (1024, 8)
+    assert kl.get_output_variable().shape == [1]
+
+
+def test_table_size_must_be_a_multiple_of_twice_the_range(tmp_path):
+    config = {"Model": {"Precision": "fixed<16,6>"}, "LayerName": {"kl": {"TableSize": 1000, "ExpRange": 8}}}
+    with pytest.raises(ExtensionError, match="table_size \\(1000\\) must be a positive multiple of 2 \\* exp_range \\(16\\)"):
+        convert(kl_model(), config, tmp_path / "project")
+
+
+def test_register_is_idempotent():
+    import hls4ml
+
+    register()
+    register()
+    assert {"KLDivergenceHead", "MSEHead"} <= set(hls4ml.converters.get_supported_keras_layers())
+    for backend in ("Vivado", "Vitis"):
+        sources = hls4ml.backends.get_backend(backend).get_custom_source()
+        assert {"nnet_utils/kl_divergence.h", "nnet_utils/mse_distance.h"} <= set(sources)
 
 
 # ---- the Keras layers ----------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ the input, `ARRAY_PARTITION` on the outputs, `INTERFACE ap_vld` on both, block-l
      or  <input>_<i>_V [W-1:0] for each element, no valid (input_style="partitioned", ap_none);
   output <output>_<i>_V [W-1:0] and <output>_<i>_V_ap_vld for each element of each output layer.
 An event is accepted in a cycle with ap_start (and the input's ap_vld) high; its outputs, with their ap_vld and
-ap_done, are high exactly `latency` cycles later. Registers follow every `pipeline`-th layer and the outputs.
+ap_done, are high exactly `latency` cycles later. Registers follow every `pipeline`-th layer and every output
+layer; a tensor read by a later stage is delayed through registers to that stage.
 """
 
 from __future__ import annotations
@@ -201,11 +202,11 @@ def generate_rtl(manifest: Manifest, out_dir, pipeline: int = 1, top: str = "myp
         ports = ", ".join(f".x{k}({instances.at(src, cycle)})" for k, src in enumerate(layer.inputs))
         instances.lines.append(f"  wire [{width - 1}:0] {wire};")
         instances.lines.append(f"  {name} u_{identifier(layer.name)} ({ports}, .y({wire}));")
-        if pipeline and number % pipeline == 0:
+        if (pipeline and number % pipeline == 0) or layer.name in manifest.outputs:
             instances.define(layer.name, instances.register(wire, f"{wire}_q", width), width, cycle + 1)
         else:
             instances.define(layer.name, wire, width, cycle)
-    latency = max([1] + [instances.cycle[name] for name in manifest.outputs])
+    latency = max(instances.cycle[name] for name in manifest.outputs)
     text = FILE_HEADER + "\n".join(modules) + _top_module(interface, instances, latency)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 The harness module `cosim_harness` (ports clk, rst; output `done`; only these three are visible to cocotb under
 Verilator, which lets it optimise the design as a whole) reads, in its working directory,
-  cosim_inputs.hex    line 1: the number of events (decimal); then one line per event: the input vector in hex,
-                      element i in bits [i*W +: W] (as the reshaped input port takes it);
+  cosim_count.txt     the number of events (decimal);
+  cosim_inputs.bin    per event, the input vector (element i in bits [i*W +: W], as the reshaped input port takes
+                      it) zero-extended to whole bytes, most significant byte first (what $fread reads);
 and writes
   cosim_accepted.hex  the cycle (8 hex digits) at which each event was accepted (ap_start & ap_ready);
   cosim_outputs.hex   per cycle with ap_done: the cycle, the output valid bits (in port order) and every output
@@ -15,16 +16,23 @@ from __future__ import annotations
 
 from .generator import Interface
 
-INPUTS_FILE = "cosim_inputs.hex"
+COUNT_FILE = "cosim_count.txt"
+INPUTS_FILE = "cosim_inputs.bin"
 ACCEPTED_FILE = "cosim_accepted.hex"
 OUTPUTS_FILE = "cosim_outputs.hex"
 TOP = "cosim_harness"
+
+
+def input_bytes(interface: Interface) -> int:
+    """Bytes per event in cosim_inputs.bin."""
+    return (interface.input.size * interface.input.width + 7) // 8
 
 
 def harness_text(interface: Interface) -> str:
     """Verilog of the harness for a design with this interface."""
     group = interface.input
     n_bits = group.size * group.width
+    n_read = input_bytes(interface) * 8
     connections = [".ap_clk(clk)", ".ap_rst(rst)", ".ap_start(start)", ".ap_done(ap_done)", ".ap_idle(ap_idle)",
                    ".ap_ready(ap_ready)"]
     if interface.input_style == "reshaped":
@@ -52,15 +60,18 @@ def harness_text(interface: Interface) -> str:
         ");",
         "  wire ap_done, ap_idle, ap_ready;",
         *declarations,
-        f"  reg  [{n_bits - 1}:0] vector, next_vector;",
+        f"  reg  [{n_bits - 1}:0] vector;",
+        f"  reg  [{n_read - 1}:0] next_vector;",
         "  reg  start;",
-        "  integer inputs, accepted_file, outputs, status, n_events, loaded, received, cycle;",
+        "  integer count_file, inputs, accepted_file, outputs, status, n_events, loaded, received, cycle;",
         f"  {interface.top} dut ({', '.join(connections)});",
         "  initial begin",
-        f"    inputs = $fopen(\"{INPUTS_FILE}\", \"r\");",
+        f"    count_file = $fopen(\"{COUNT_FILE}\", \"r\");",
+        "    status = $fscanf(count_file, \"%d\", n_events);",
+        "    $fclose(count_file);",
+        f"    inputs = $fopen(\"{INPUTS_FILE}\", \"rb\");",
         f"    accepted_file = $fopen(\"{ACCEPTED_FILE}\", \"w\");",
         f"    outputs = $fopen(\"{OUTPUTS_FILE}\", \"w\");",
-        "    status = $fscanf(inputs, \"%d\\n\", n_events);",
         "    loaded = 0; received = 0; cycle = 0;",
         "    start = 1'b0; done = 1'b0; vector = 0; next_vector = 0;",
         "  end",
@@ -73,9 +84,9 @@ def harness_text(interface: Interface) -> str:
         "      if (start & ap_ready) $fwrite(accepted_file, \"%h\\n\", cycle);",
         "      if (!start || ap_ready) begin",
         "        if (loaded < n_events) begin",
-        "          status = $fscanf(inputs, \"%h\\n\", next_vector);",
+        "          status = $fread(next_vector, inputs);",
         "          loaded = loaded + 1;",
-        "          vector <= next_vector;",
+        f"          vector <= next_vector[{n_bits - 1}:0];",
         "          start <= 1'b1;",
         "        end else begin",
         "          start <= 1'b0;",

@@ -1,0 +1,130 @@
+"""`InstrumentedEmulator`: the emulator's kernels run with the counting probe; same output codes, plus coverage.
+
+The plain `Emulator` methods it inherits stay uninstrumented; `cover*` and `bin_hits` run the probed kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from emulator.emulator import DEFAULT_BLOCK, Emulator
+from emulator.manifest import Manifest
+
+from .bins import TRIGGER_KINDS, TRIGGER_SITE, Trigger, coverage_bins
+from .probe import KINDS, SAT_HIGH, SAT_LOW, WRAP, new_probe
+from .report import CoverageReport, LayerStats
+
+PROBE_BYTES = 1 << 26
+"""Memory for the probe arrays of one block: blocks shrink so that all layers' probes fit in it."""
+
+
+@dataclass
+class Coverage:
+    """Outputs (as `Emulator.predict_codes` gives them: {output name: codes}) and the coverage of the run."""
+
+    outputs: dict
+    report: CoverageReport
+
+
+class InstrumentedEmulator(Emulator):
+    """An `Emulator` that can also count every bin of `coverage_bins(manifest, trigger)` over events."""
+
+    def __init__(self, manifest: Manifest, trigger: Trigger | None = None):
+        super().__init__(manifest)
+        self.trigger = trigger
+        self.bins = coverage_bins(manifest, trigger)
+        self.bin_ids = tuple(b.id for b in self.bins)
+        self._selection = self._select(range(len(self.bins)))
+        per_event = sum(len(step.sites) * max(site.elements for site in step.sites) for _, step in self._steps)
+        self._block = max(1, PROBE_BYTES // (4 * len(KINDS) * max(per_event, 1)))
+
+    # ---- running -----------------------------------------------------------------------------
+    def cover(self, x, block: int = DEFAULT_BLOCK) -> Coverage:
+        """Outputs and coverage for float events (quantized to the input type first)."""
+        return self.cover_codes(self.quantize_inputs(x), block)
+
+    def cover_codes(self, codes, block: int = DEFAULT_BLOCK) -> Coverage:
+        """Outputs and coverage for raw input codes (N, n_in) int64."""
+        report = CoverageReport(self.manifest.name, self.manifest.content_hash, self.bin_ids, self.trigger)
+        outputs = {name: [] for name in self.manifest.outputs}
+        for values, probes in self._blocks(self._check_codes(codes), block):
+            report += self._block_report(values, probes)
+            for name in outputs:
+                outputs[name].append(values[name])
+        return Coverage({name: np.concatenate(parts) for name, parts in outputs.items()}, report)
+
+    def bin_hits(self, codes, bin_ids, block: int = DEFAULT_BLOCK) -> np.ndarray:
+        """(N, len(bin_ids)) bool: which events reach each of the bins named."""
+        index = {bin_id: k for k, bin_id in enumerate(self.bin_ids)}
+        unknown = [b for b in bin_ids if b not in index]
+        if unknown:
+            raise KeyError(f"model {self.manifest.name!r} has no coverage bins {unknown[:5]}")
+        selection = self._select([index[b] for b in bin_ids])
+        parts = []
+        for values, probes in self._blocks(self._check_codes(codes), block):
+            hits = np.zeros((len(values[self.manifest.input.name]), len(bin_ids)), dtype=bool)
+            for name, (where, site, element, kind) in selection.items():
+                source = probes[name] if name in probes else self._trigger_counts(values[name])
+                hits[:, where] = source[:, site, element, kind] > 0
+            parts.append(hits)
+        return np.concatenate(parts)
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _select(self, positions) -> dict:
+        """{layer: (positions in the list asked for, site ids, elements, kind ids)} of the bins at `positions`."""
+        site_ids = {name: {site.name: s for s, site in enumerate(step.sites)} for name, step in
+                    ((layer.name, step) for layer, step in self._steps)}
+        picked = {}
+        for where, k in enumerate(positions):
+            b = self.bins[k]
+            if b.site == TRIGGER_SITE:
+                row = (where, 0, b.element, TRIGGER_KINDS.index(b.kind))
+                picked.setdefault(f"{TRIGGER_SITE}:{b.layer}", []).append(row)
+            else:
+                picked.setdefault(b.layer, []).append((where, site_ids[b.layer][b.site], b.element, KINDS.index(b.kind)))
+        return {name: tuple(np.array(column, dtype=np.int64) for column in zip(*rows)) for name, rows in picked.items()}
+
+    def _blocks(self, codes: np.ndarray, block: int):
+        """Per block of events: ({tensor name: codes}, {layer name or trigger key: probe counts})."""
+        block = min(block, self._block)
+        for start in range(0, max(len(codes), 1), block):
+            x = codes[start:start + block]
+            values, probes = {self.manifest.input.name: x}, {}
+            for layer, step in self._steps:
+                probe = new_probe(len(x), len(step.sites), max(site.elements for site in step.sites))
+                values[layer.name] = step.run([values[name] for name in layer.inputs], probe)
+                probes[layer.name] = probe
+            if self.trigger is not None:
+                probes[f"{TRIGGER_SITE}:{self.trigger.output}"] = self._trigger_counts(values[self.trigger.output])
+            yield values, probes
+
+    def _trigger_counts(self, scores: np.ndarray) -> np.ndarray:
+        """(N, 1, elements, 3) 0/1: score code within k below, at, within k above the threshold code."""
+        t = self.trigger
+        below = (scores >= t.code - t.k) & (scores < t.code)
+        above = (scores > t.code) & (scores <= t.code + t.k)
+        return np.stack([below, scores == t.code, above], axis=-1)[:, None].astype(np.int32)
+
+    def _block_report(self, values: dict, probes: dict) -> CoverageReport:
+        n = len(values[self.manifest.input.name])
+        if n == 0:
+            return CoverageReport(self.manifest.name, self.manifest.content_hash, self.bin_ids, self.trigger)
+        casts = np.zeros(len(self.bins), dtype=np.int64)
+        hits = np.zeros(len(self.bins), dtype=np.int64)
+        for name, (where, site, element, kind) in self._selection.items():
+            counts = probes[name][:, site, element, kind]
+            casts[where] = counts.sum(axis=0)
+            hits[where] = (counts > 0).sum(axis=0)
+        layers = {}
+        for layer, _ in self._steps:
+            codes, probe = values[layer.name], probes[layer.name]
+            overflow = probe[..., [SAT_HIGH, SAT_LOW, WRAP]]
+            layers[layer.name] = LayerStats(
+                codes.min(axis=0), codes.max(axis=0),
+                int((codes == layer.result.min_code).any(axis=1).sum()),
+                int((codes == layer.result.max_code).any(axis=1).sum()),
+                int(overflow.any(axis=(1, 2, 3)).sum()), int(overflow.sum()))
+        return CoverageReport(self.manifest.name, self.manifest.content_hash, self.bin_ids, self.trigger, n,
+                              casts, hits, layers)
