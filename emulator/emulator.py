@@ -66,6 +66,12 @@ class Emulator:
     def save_manifest(self, path) -> Path:
         return self.manifest.save(path)
 
+    def fast(self) -> "Emulator":
+        """The same model as emulator.fast.FastEmulator: generated, per-model specialised kernels, same outputs."""
+        from .fast import FastEmulator
+
+        return FastEmulator(self.manifest)
+
     # ---- running -----------------------------------------------------------------------------
     def quantize_inputs(self, x) -> np.ndarray:
         """Float events (N, *input shape) -> input codes (N, n_in), through the firmware's input type."""

@@ -133,14 +133,19 @@ def _conv2d(layer, manifest):
 
 
 # ---- element-wise ----------------------------------------------------------------------------
+def scale_channel(layer: Layer) -> np.ndarray:
+    """For batchnorm: the scale/bias index of every element."""
+    n, n_filt = layer.size, layer.params.get("n_filt", -1)
+    return np.arange(n, dtype=np.int64) % n_filt if n_filt > 0 else np.arange(n, dtype=np.int64)
+
+
 @planner("batchnorm")
 def _batchnorm(layer, manifest):
     x_t, s_t, b_t = _in_type(layer, manifest), layer.types["scale"], layer.types["bias"]
     _fits(layer, _sum_bits(x_t.fractional + s_t.fractional, _product_bits(x_t, s_t), b_t.fractional, b_t.width),
           "x*scale + bias")
     n = layer.size
-    n_filt = layer.params.get("n_filt", -1)
-    channel = np.arange(n, dtype=np.int64) % n_filt if n_filt > 0 else np.arange(n, dtype=np.int64)
+    channel = scale_channel(layer)
     scale, bias = layer.tensors["scale"].ravel(), layer.tensors["bias"].ravel()
     args = (x_t.fractional, channel, scale, s_t.fractional, bias, b_t.fractional, type_spec(layer.result))
     frac = max(x_t.fractional + s_t.fractional, b_t.fractional)
@@ -168,41 +173,33 @@ def _leaky_relu(layer, manifest):
     return _rectifier_step(layer, manifest, layer.params["alpha"], a_t.fractional)
 
 
-def _gather_step(layer, manifest, index):
+def gather_index(layer: Layer) -> np.ndarray:
+    """For linear, reshape, zeropad2d and upsampling2d: the input index of every output element, -1 for padding."""
+    p = layer.params
+    if layer.op in ("linear", "reshape"):
+        return np.arange(layer.size, dtype=np.int64)
+    source = np.arange(p["in_height"] * p["in_width"] * p["n_chan"]).reshape(p["in_height"], p["in_width"], p["n_chan"])
+    if layer.op == "upsampling2d":
+        return source.repeat(p["height_factor"], axis=0).repeat(p["width_factor"], axis=1).astype(np.int64).ravel()
+    index = np.full((p["out_height"], p["out_width"], p["n_chan"]), -1, dtype=np.int64)
+    index[p["pad_top"]:p["pad_top"] + p["in_height"], p["pad_left"]:p["pad_left"] + p["in_width"]] = source
+    return index.ravel()
+
+
+@planner("linear")
+@planner("reshape")
+@planner("zeropad2d")
+@planner("upsampling2d")
+def _gather(layer, manifest):
     x_t = _in_type(layer, manifest)
+    index = gather_index(layer)
     spec = type_spec(layer.result)
     sites = _casts(kernels.GATHER_SITES, index.shape[0], (layer.result, x_t.fractional))
     return Step(lambda xs, probe: kernels.gather_cast(xs[0], x_t.fractional, index, spec, probe), sites)
 
 
-@planner("linear")
-@planner("reshape")
-def _identity(layer, manifest):
-    return _gather_step(layer, manifest, np.arange(layer.size, dtype=np.int64))
-
-
-@planner("zeropad2d")
-def _zeropad2d(layer, manifest):
-    p = layer.params
-    index = np.full((p["out_height"], p["out_width"], p["n_chan"]), -1, dtype=np.int64)
-    source = np.arange(p["in_height"] * p["in_width"] * p["n_chan"]).reshape(p["in_height"], p["in_width"], p["n_chan"])
-    index[p["pad_top"]:p["pad_top"] + p["in_height"], p["pad_left"]:p["pad_left"] + p["in_width"]] = source
-    return _gather_step(layer, manifest, index.ravel())
-
-
-@planner("upsampling2d")
-def _upsampling2d(layer, manifest):
-    p = layer.params
-    source = np.arange(p["in_height"] * p["in_width"] * p["n_chan"]).reshape(p["in_height"], p["in_width"], p["n_chan"])
-    index = source.repeat(p["height_factor"], axis=0).repeat(p["width_factor"], axis=1)
-    return _gather_step(layer, manifest, index.astype(np.int64).ravel())
-
-
-@planner("avgpool2d")
-def _avgpool2d(layer, manifest):
-    p = layer.params
-    x_t, acc_t = _in_type(layer, manifest), layer.types["accum"]
-    _fits(layer, _sum_bits(x_t.fractional, x_t.width, acc_t.fractional, acc_t.width), "the pooling sum")
+def pool_windows(p: dict):
+    """For avgpool2d params: (window (outputs, cells) of input indices, -1 for padded cells; count per output)."""
     windows, counts = [], []
     for oh in range(p["out_height"]):
         for ow in range(p["out_width"]):
@@ -217,14 +214,30 @@ def _avgpool2d(layer, manifest):
                 windows.append(cells)
                 inside_count = sum(cell >= 0 for cell in cells)
                 counts.append(len(cells) if p.get("count_pad") else inside_count)
-    window, count = np.array(windows, dtype=np.int64), np.array(counts, dtype=np.int64)
+    return np.array(windows, dtype=np.int64), np.array(counts, dtype=np.int64)
+
+
+@planner("avgpool2d")
+def _avgpool2d(layer, manifest):
+    p = layer.params
+    x_t, acc_t = _in_type(layer, manifest), layer.types["accum"]
+    _fits(layer, _sum_bits(x_t.fractional, x_t.width, acc_t.fractional, acc_t.width), "the pooling sum")
+    window, count = pool_windows(p)
     args = (x_t.fractional, window, count, type_spec(acc_t), type_spec(layer.result))
-    sites = _casts(kernels.AVERAGE_SITES, len(windows), (acc_t, max(x_t.fractional, acc_t.fractional)),
+    sites = _casts(kernels.AVERAGE_SITES, len(window), (acc_t, max(x_t.fractional, acc_t.fractional)),
                    (layer.result, acc_t.fractional))
     return Step(lambda xs, probe: kernels.average_cast(xs[0], *args, probe), sites)
 
 
 # ---- anomaly-score heads ---------------------------------------------------------------------
+def exp_table_index(layer: Layer, manifest: Manifest) -> tuple:
+    """For kl_divergence: (scale, shift, offset) with unclamped index = ((log_var code * scale) >> shift) + offset."""
+    p = layer.params
+    logvar_frac = _in_type(layer, manifest, 1).fractional
+    table_scale = p["table_size"] // (2 * p["exp_range"])
+    return table_scale << max(-logvar_frac, 0), max(logvar_frac, 0), p["exp_range"] * table_scale
+
+
 @planner("kl_divergence")
 def _kl_divergence(layer, manifest):
     p = layer.params
@@ -234,13 +247,11 @@ def _kl_divergence(layer, manifest):
     _fits(layer, 2 * acc_t.width, "the sum times 1/n")
     _fits(layer, res_t.width + acc_t.width, "-0.5 times the sum")
     _fits(layer, _sum_bits(table_t.fractional, table_t.width, acc_t.fractional, acc_t.width), "kl - exp")
-    table_scale = p["table_size"] // (2 * p["exp_range"])
-    shift = max(logvar_t.fractional, 0)
-    scale = table_scale << max(-logvar_t.fractional, 0)
+    scale, shift, offset = exp_table_index(layer, manifest)
     _fits(layer, logvar_t.width + int(scale).bit_length(), "the exp-table index")
     args = (
         logvar_t.fractional, constant_code(1.0, logvar_t),
-        layer.tensors["exp_table"].ravel(), table_t.fractional, scale, shift, p["exp_range"] * table_scale,
+        layer.tensors["exp_table"].ravel(), table_t.fractional, scale, shift, offset,
         constant_code(1.0 / p["n_in"], acc_t), type_spec(acc_t), constant_code(-0.5, res_t), type_spec(res_t),
     )
     n, acc_frac = p["n_in"], acc_t.fractional

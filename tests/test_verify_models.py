@@ -124,3 +124,18 @@ def test_nondeterministic_emulator_fails_the_determinism_check(capsys, tmp_path,
     first = report["first_mismatch"]
     assert first["path"] == "determinism" and first["event"] == 0
     assert first["layer"]["name"] == "dec" and first["layer"]["neuron"] == 5
+
+
+def test_broken_rtl_exits_1_and_is_not_traced(capsys, tmp_path, user_model):
+    keras_path, config_path = user_model
+    out = tmp_path / "report"
+    code, captured = verify(capsys, "--keras", keras_path, "--config", config_path, "--events", 200, "--skip-csim",
+                            "--sim", "icarus", "--inject-fault", "rtl:dec:bias:2:+7", "--out", out)
+    assert code == 1, captured.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["reference"] == "emulator" and report["paths"]["csim"]["status"] == "skipped"
+    assert report["paths"]["rtl"]["status"] == "failed" and report["paths"]["rtl"]["simulator"] == "icarus"
+    assert report["paths"]["rtl"]["latency_cycles"] >= 1 and report["paths"]["rtl"]["ii_cycles"] == 1
+    first = report["first_mismatch"]
+    assert first["path"] == "rtl" and first["output"] == "score" and "layer" not in first
+    assert "no per-layer trace" in first["note"]

@@ -56,6 +56,8 @@ class Options:
     faults: tuple = ()
     progress: bool = True
     command: tuple = field(default_factory=tuple)
+    dask: str | None = None  # verify the shards as Dask tasks at this address (verify.scaleout)
+    resume: Path | None = None  # with dask: finished shards are saved here, and skipped when found
 
 
 @dataclass
@@ -111,6 +113,34 @@ def certify(options: Options) -> Certification:
         skipped["csim"] = "--skip-csim"
     if options.skip_rtl:
         skipped["rtl"] = "--skip-rtl"
+    backends, second, threads = build_paths(model, backend_options, skipped, lambda m: _log(options, m))
+    reference = "csim" if "csim" in backends else "emulator"
+    settings = ShardSettings(reference, model.threshold, model.score_output, options.vectors, options.seed)
+    shards = split(n_events, options.shard_size)
+    shard_info = {"count": len(shards), "size": options.shard_size, "jobs": options.jobs}
+    if options.dask is not None:
+        from .scaleout import run_shards, shard_job
+
+        job = shard_job(options.model, manifest.content_hash, backend_options, skipped, source, settings)
+        results, shard_info["dask"] = run_shards(options.dask, job, shards, options.resume, options.progress,
+                                                 lambda m: _log(options, m))
+    else:
+        results = []
+        with tqdm(total=n_events, desc=f"verifying {model.label}", unit="event", disable=not options.progress) as bar, \
+                ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+            futures = [pool.submit(verify_shard, shard, source, manifest, backends, second, settings)
+                       for shard in shards]
+            for future in as_completed(futures):
+                result = future.result()
+                results.append(result)
+                bar.update(result.events)
+    merged = merge(results)
+    return _write(options, model, source, n_events, backends, skipped, merged, shard_info, threads)
+
+
+def build_paths(model, backend_options: BackendOptions, skipped, log=lambda message: None) -> tuple:
+    """Check and prepare every path not in `skipped`, and the determinism re-run of the emulator:
+    (backends {name: Backend}, second EmulatorBackend, numba threads of the first run)."""
     backends = {"emulator": EmulatorBackend(model, backend_options)}
     for name in ("csim", "rtl"):
         if name not in skipped:
@@ -118,7 +148,7 @@ def certify(options: Options) -> Certification:
     for backend in backends.values():
         backend.check()
     for name, backend in backends.items():
-        _log(options, f"preparing the {name} path")
+        log(f"preparing the {name} path")
         backend.prepare()
     import numba
 
@@ -126,22 +156,10 @@ def certify(options: Options) -> Certification:
     second = EmulatorBackend(model, backend_options, SECOND_BLOCK, max(1, threads // 2),
                              fault_targets=("emulator", "determinism"))
     second.prepare()
-    reference = "csim" if "csim" in backends else "emulator"
-    settings = ShardSettings(reference, model.threshold, model.score_output, options.vectors, options.seed)
-    shards = split(n_events, options.shard_size)
-    results = []
-    with tqdm(total=n_events, desc=f"verifying {model.label}", unit="event", disable=not options.progress) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-        futures = [pool.submit(verify_shard, shard, source, manifest, backends, second, settings) for shard in shards]
-        for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            bar.update(result.events)
-    merged = merge(results)
-    return _write(options, model, source, n_events, backends, skipped, merged, len(shards), threads)
+    return backends, second, threads
 
 
-def _write(options, model, source, n_events, backends, skipped, merged, n_shards, threads) -> Certification:
+def _write(options, model, source, n_events, backends, skipped, merged, shard_info, threads) -> Certification:
     manifest = model.manifest
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,11 +203,11 @@ def _write(options, model, source, n_events, backends, skipped, merged, n_shards
         layer_types={layer.name: str(layer.result) for layer in manifest.layers},
         vectors={"directory": vector_dir.name, "events": int(len(merged.vector_inputs)), "files": files},
         plots=plots,
-        shards={"count": n_shards, "size": options.shard_size, "jobs": options.jobs},
+        shards=shard_info,
         faults=[str(f) for f in options.faults],
     )
     json_path, md_path = write_report(out, report)
     return Certification(exit_code, report, {"json": json_path, "markdown": md_path})
 
 
-__all__ = ["DEFAULT_EVENTS", "Certification", "Options", "certify"]
+__all__ = ["DEFAULT_EVENTS", "Certification", "Options", "build_paths", "certify"]

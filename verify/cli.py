@@ -83,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--vectors", metavar="N", type=int, default=DEFAULT_VECTORS,
                      help=f"events written as test vectors (default {DEFAULT_VECTORS})")
     run.add_argument("--emp-links", metavar="L", type=int, help="links of the EMP pattern files (default: one event per frame)")
+    run.add_argument("--dask", metavar="ADDRESS", help="verify the shards as Dask tasks: local (one worker process per "
+                     "core), local:N (N worker processes) or a running scheduler, tcp://HOST:PORT (see "
+                     "verify/README_DASK.md)")
+    run.add_argument("--resume", metavar="DIR", type=Path, help="with --dask: save every finished shard in DIR, and "
+                     "skip the shards already saved there by an interrupted run of the same campaign")
     run.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     p.add_argument("--inject-fault", metavar="SPEC", action="append", default=[], help=argparse.SUPPRESS)
     return p
@@ -97,6 +102,14 @@ def _options(args, argv) -> Options:
         raise ValueError(f"--vectors must be at least 0, got {args.vectors}")
     if args.rtl is not None and args.skip_rtl:
         raise ValueError("--rtl and --skip-rtl contradict each other")
+    if args.resume is not None and args.dask is None:
+        raise ValueError("--resume needs --dask (e.g. --dask local:2)")
+    if args.dask is not None:
+        from .scaleout import cluster_address
+
+        cluster_address(args.dask)
+        if args.jobs != 1:
+            raise ValueError("--jobs and --dask contradict each other: give the worker count in --dask local:N")
     label = args.model or (args.keras.stem if args.keras else "model")
     return Options(
         model=ModelSpec(args.model, args.keras, args.config, args.threshold),
@@ -105,7 +118,7 @@ def _options(args, argv) -> Options:
         simulator=args.sim, skip_csim=args.skip_csim, skip_rtl=args.skip_rtl, rtl_dir=args.rtl, jobs=args.jobs,
         shard_size=args.shard_size, vectors=args.vectors, emp_links=args.emp_links,
         faults=tuple(Fault.parse(spec) for spec in args.inject_fault), progress=not args.quiet,
-        command=("verify", *argv),
+        command=("verify", *argv), dask=args.dask, resume=args.resume,
     )
 
 

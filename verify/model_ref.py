@@ -83,10 +83,9 @@ def resolve(spec: ModelSpec, build_dir) -> Model:
             raise ModelError(f"{what} file not found: {path}")
     hls_model = _convert(keras_path, config_path, build_dir)
     manifest = _export(hls_model, keras_path.stem)
-    origin = {"kind": "keras", "keras": str(keras_path), "config": str(config_path)}
-    model = Model(spec, keras_path.stem, manifest, spec.threshold, origin, build_dir, hls_model)
-    model.origin["threshold"] = "--threshold" if spec.threshold is not None else None
-    return model
+    origin = {"kind": "keras", "keras": str(keras_path), "config": str(config_path),
+              "threshold": None if spec.threshold is None else "--threshold"}
+    return Model(spec, keras_path.stem, manifest, spec.threshold, origin, build_dir, hls_model)
 
 
 def _zoo_model(spec: ModelSpec, build_dir: Path) -> Model:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from emulator.emulator import DEFAULT_BLOCK, Emulator
@@ -18,6 +19,30 @@ from .report import CoverageReport, LayerStats
 
 PROBE_BYTES = 1 << 26
 """Memory for the probe arrays of one block: blocks shrink so that all layers' probes fit in it."""
+
+
+@nb.njit(cache=True)
+def _reduce(probe):
+    """One pass over a probe (events, sites, elements, kinds): casts and events per bin, and (events with an
+    overflowing cast, overflowing casts)."""
+    n, n_sites, n_elements, n_kinds = probe.shape
+    casts = np.zeros((n_sites, n_elements, n_kinds), dtype=np.int64)
+    hits = np.zeros((n_sites, n_elements, n_kinds), dtype=np.int64)
+    events_overflow, overflow_casts = 0, 0
+    for e in range(n):
+        overflowed = 0
+        for s in range(n_sites):
+            for k in range(n_elements):
+                for kind in range(n_kinds):
+                    c = probe[e, s, k, kind]
+                    if c:
+                        casts[s, k, kind] += c
+                        hits[s, k, kind] += 1
+                        if kind == SAT_HIGH or kind == SAT_LOW or kind == WRAP:
+                            overflowed += c
+        overflow_casts += overflowed
+        events_overflow += overflowed > 0
+    return casts, hits, (events_overflow, overflow_casts)
 
 
 @dataclass
@@ -74,8 +99,7 @@ class InstrumentedEmulator(Emulator):
     # ---- internals ---------------------------------------------------------------------------
     def _select(self, positions) -> dict:
         """{layer: (positions in the list asked for, site ids, elements, kind ids)} of the bins at `positions`."""
-        site_ids = {name: {site.name: s for s, site in enumerate(step.sites)} for name, step in
-                    ((layer.name, step) for layer, step in self._steps)}
+        site_ids = {layer.name: {site.name: s for s, site in enumerate(step.sites)} for layer, step in self._steps}
         picked = {}
         for where, k in enumerate(positions):
             b = self.bins[k]
@@ -113,18 +137,18 @@ class InstrumentedEmulator(Emulator):
             return CoverageReport(self.manifest.name, self.manifest.content_hash, self.bin_ids, self.trigger)
         casts = np.zeros(len(self.bins), dtype=np.int64)
         hits = np.zeros(len(self.bins), dtype=np.int64)
-        for name, (where, site, element, kind) in self._selection.items():
-            counts = probes[name][:, site, element, kind]
-            casts[where] = counts.sum(axis=0)
-            hits[where] = (counts > 0).sum(axis=0)
+        overflows = {}
+        for name, probe in probes.items():
+            layer_casts, layer_hits, overflows[name] = _reduce(probe)
+            if name in self._selection:
+                where, site, element, kind = self._selection[name]
+                casts[where], hits[where] = layer_casts[site, element, kind], layer_hits[site, element, kind]
         layers = {}
         for layer, _ in self._steps:
-            codes, probe = values[layer.name], probes[layer.name]
-            overflow = probe[..., [SAT_HIGH, SAT_LOW, WRAP]]
+            codes = values[layer.name]
             layers[layer.name] = LayerStats(
                 codes.min(axis=0), codes.max(axis=0),
                 int((codes == layer.result.min_code).any(axis=1).sum()),
-                int((codes == layer.result.max_code).any(axis=1).sum()),
-                int(overflow.any(axis=(1, 2, 3)).sum()), int(overflow.sum()))
+                int((codes == layer.result.max_code).any(axis=1).sum()), *overflows[layer.name])
         return CoverageReport(self.manifest.name, self.manifest.content_hash, self.bin_ids, self.trigger, n,
                               casts, hits, layers)

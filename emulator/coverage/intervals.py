@@ -10,15 +10,16 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from emulator.arith import cast_raw, type_spec
+from emulator.arith import O_SAT, ROUNDING_ID, cast_raw, type_spec
 from emulator.fixed_type import FixedType
 from emulator.manifest import Manifest
-from emulator.plan import constant_code, plan_layer
+from emulator.plan import (constant_code, exp_table_index, gather_index, im2col_index, plan_layer, pool_windows,
+                           scale_channel)
 
 from .bins import TRIGGER_SITE, Trigger, coverage_bins
 
 _EMPTY_LO, _EMPTY_HI = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-_REFERENCE_WIDTH = 63
+_REFERENCE_WIDTH = 63  # wider than any emulated type: rounds without losing an overflow
 
 
 @nb.njit(cache=True)
@@ -36,8 +37,8 @@ def cast_codes(values, value_frac: int, t: FixedType) -> np.ndarray:
 
 def rounded_codes(values, value_frac: int, t: FixedType) -> np.ndarray:
     """The values rounded onto t's grid with t's rounding mode, before any overflow handling."""
-    wide = FixedType(_REFERENCE_WIDTH, _REFERENCE_WIDTH - t.fractional, True, t.rounding, "SAT")
-    return cast_codes(values, value_frac, wide)
+    return _cast_codes(np.ascontiguousarray(values, dtype=np.int64), value_frac, _REFERENCE_WIDTH, t.fractional, 1,
+                       ROUNDING_ID[t.rounding], O_SAT)
 
 
 def cast_interval(lo, hi, value_frac: int, t: FixedType):
@@ -47,8 +48,9 @@ def cast_interval(lo, hi, value_frac: int, t: FixedType):
     overflows = (r_hi > t.max_code) | (r_lo < t.min_code)
     if t.overflow in ("WRAP", "WRAP_SM"):
         c_lo, c_hi = np.where(overflows, t.min_code, c_lo), np.where(overflows, t.max_code, c_hi)
-    elif t.overflow == "SAT_ZERO":
-        c_lo, c_hi = np.where(overflows, np.minimum(c_lo, 0), c_lo), np.where(overflows, np.maximum(c_hi, 0), c_hi)
+    elif t.overflow == "SAT_ZERO":  # in-range values keep their rounded code, overflowing ones become 0
+        c_lo = np.where(overflows, np.minimum(np.clip(r_lo, t.min_code, t.max_code), 0), c_lo)
+        c_hi = np.where(overflows, np.maximum(np.clip(r_hi, t.min_code, t.max_code), 0), c_hi)
     empty = np.asarray(lo) > np.asarray(hi)
     return np.where(empty, _EMPTY_LO, c_lo), np.where(empty, _EMPTY_HI, c_hi)
 
@@ -96,14 +98,24 @@ def _tree(lo, hi, first, count, hull):
     return hull.cast(a_lo + b_lo, a_hi + b_hi, [0])
 
 
-# ---- one transfer function per op: (layer, manifest, input enclosures, hulls) -> output enclosure ---------------
-def _matmul(layer, manifest, inputs, hulls, index):
+# ---- one transfer function per op: (layer, manifest, input enclosures, site hulls) -> output enclosure ---------
+_TRANSFERS = {}
+
+
+def transfer(*ops):
+    def wrap(fn):
+        for op in ops:
+            _TRANSFERS[op] = fn
+        return fn
+
+    return wrap
+
+
+def _matmul(layer, inputs, hulls, index):
     x_lo, x_hi = inputs[0]
-    acc_t = layer.types["accum"]
     w = layer.tensors["weight"].reshape(index.shape[1], -1)
     b = layer.tensors["bias"].ravel()
     bias, product, accum, result = hulls
-    x_frac = manifest.producer_type(layer.inputs[0]).fractional
     n_out = w.shape[1]
     out_lo, out_hi = np.empty(index.shape[0] * n_out, np.int64), np.empty(index.shape[0] * n_out, np.int64)
     for p in range(index.shape[0]):
@@ -114,62 +126,183 @@ def _matmul(layer, manifest, inputs, hulls, index):
             q_lo, q_hi = product.cast(*_times(x_lo[src], x_hi[src], w[i]), cols)
             acc_lo, acc_hi = accum.cast(acc_lo + q_lo, acc_hi + q_hi, cols)
         out_lo[cols], out_hi[cols] = result.cast(acc_lo, acc_hi, cols)
-    del x_frac
     return out_lo, out_hi
 
 
-def _transfer(layer, manifest, inputs, hulls):
-    op, p = layer.op, layer.params
-    if op == "dense":
-        return _matmul(layer, manifest, inputs, hulls, np.arange(p["n_in"]).reshape(1, -1))
-    if op == "conv2d":
-        from emulator.plan import im2col_index
-        return _matmul(layer, manifest, inputs, hulls, im2col_index(p))
-    x_lo, x_hi = inputs[0]
-    x_t = manifest.producer_type(layer.inputs[0])
-    if op == "batchnorm":
-        s_t, b_t = layer.types["scale"], layer.types["bias"]
-        n = layer.size
-        channel = np.arange(n) % p["n_filt"] if p.get("n_filt", -1) > 0 else np.arange(n)
-        scale, bias = layer.tensors["scale"].ravel()[channel], layer.tensors["bias"].ravel()[channel]
-        frac = hulls[0].site.source_frac
-        v_lo, v_hi = _times(x_lo, x_hi, scale)
-        shift, b = frac - x_t.fractional - s_t.fractional, bias << (frac - b_t.fractional)
-        return hulls[0].cast((v_lo << shift) + b, (v_hi << shift) + b)
-    if op in ("relu", "leaky_relu"):
-        alpha = p["alpha"] if op == "leaky_relu" else 0
-        positive = x_hi > 0
-        pos = hulls[0].cast(np.where(positive, np.maximum(x_lo, 1), _EMPTY_LO), np.where(positive, x_hi, _EMPTY_HI))
-        negative = x_lo <= 0
-        n_lo, n_hi = _times(x_lo, np.minimum(x_hi, 0), alpha)
-        neg = hulls[1].cast(np.where(negative, n_lo, _EMPTY_LO), np.where(negative, n_hi, _EMPTY_HI))
-        return np.minimum(pos[0], neg[0]), np.maximum(pos[1], neg[1])
-    if op in ("linear", "reshape", "zeropad2d", "upsampling2d"):
-        index = _gather_index(layer, manifest)
-        inside = index >= 0
-        src = np.where(inside, index, 0)
-        lo, hi = hulls[0].cast(np.where(inside, x_lo[src], _EMPTY_LO), np.where(inside, x_hi[src], _EMPTY_HI))
-        return np.where(inside, lo, 0), np.where(inside, hi, 0)
-    if op == "avgpool2d":
-        return _average(layer, manifest, inputs, hulls)
-    if op == "kl_divergence":
-        return _kl(layer, manifest, inputs, hulls)
-    if op == "mse":
-        return _mse(layer, manifest, inputs, hulls)
-    raise NotImplementedError(f"no interval transfer for op {op!r}")
+@transfer("dense")
+def _dense(layer, manifest, inputs, hulls):
+    return _matmul(layer, inputs, hulls, np.arange(layer.params["n_in"]).reshape(1, -1))
 
 
-def _gather_index(layer, manifest):
-    """The gather table the planner built, recovered from the step's kernel arguments."""
-    from emulator import plan
+@transfer("conv2d")
+def _conv2d(layer, manifest, inputs, hulls):
+    return _matmul(layer, inputs, hulls, im2col_index(layer.params))
 
-    p = layer.params
-    if layer.op in ("linear", "reshape"):
-        return np.arange(layer.size)
-    source = np.arange(p["in_height"] * p["in_width"] * p["n_chan"]).reshape(p["in_height"], p["in_width"], p["n_chan"])
-    if layer.op == "upsampling2d":
-        return source.repeat(p["height_factor"], axis=0).repeat(p["width_factor"], axis=1).ravel()
-    del plan
-    index = np.full((p["out_height"], p["out_width"], p["n_chan"]), -1, dtype=np.int64)
-    index[p["pad_top"]:p["pad_top"] + p["in_height"], p["pad_left"]:p["pad_left"] + p["in_width"]] = source
-    return index.ravel()
+
+@transfer("batchnorm")
+def _batchnorm(layer, manifest, inputs, hulls):
+    (x_lo, x_hi), (site,) = inputs[0], hulls
+    x_t, s_t, b_t = manifest.producer_type(layer.inputs[0]), layer.types["scale"], layer.types["bias"]
+    channel = scale_channel(layer)
+    scale, bias = layer.tensors["scale"].ravel()[channel], layer.tensors["bias"].ravel()[channel]
+    frac = site.site.source_frac
+    v_lo, v_hi = _times(x_lo, x_hi, scale)
+    shift, b = frac - x_t.fractional - s_t.fractional, bias << (frac - b_t.fractional)
+    return site.cast((v_lo << shift) + b, (v_hi << shift) + b)
+
+
+@transfer("relu", "leaky_relu")
+def _rectifier(layer, manifest, inputs, hulls):
+    (x_lo, x_hi), (positive, negative) = inputs[0], hulls
+    alpha = layer.params["alpha"] if layer.op == "leaky_relu" else 0
+    up = x_hi > 0
+    p_lo, p_hi = positive.cast(np.where(up, np.maximum(x_lo, 1), _EMPTY_LO), np.where(up, x_hi, _EMPTY_HI))
+    down = x_lo <= 0
+    n_lo, n_hi = _times(x_lo, np.minimum(x_hi, 0), alpha)
+    n_lo, n_hi = negative.cast(np.where(down, n_lo, _EMPTY_LO), np.where(down, n_hi, _EMPTY_HI))
+    return np.minimum(p_lo, n_lo), np.maximum(p_hi, n_hi)
+
+
+@transfer("linear", "reshape", "zeropad2d", "upsampling2d")
+def _gather(layer, manifest, inputs, hulls):
+    (x_lo, x_hi), (site,) = inputs[0], hulls
+    index = gather_index(layer)
+    inside = index >= 0
+    src = np.where(inside, index, 0)
+    lo, hi = site.cast(np.where(inside, x_lo[src], _EMPTY_LO), np.where(inside, x_hi[src], _EMPTY_HI))
+    return np.where(inside, lo, 0), np.where(inside, hi, 0)
+
+
+@transfer("avgpool2d")
+def _avgpool2d(layer, manifest, inputs, hulls):
+    (x_lo, x_hi), (accum, result) = inputs[0], hulls
+    x_frac, acc_frac = manifest.producer_type(layer.inputs[0]).fractional, layer.types["accum"].fractional
+    frac = accum.site.source_frac
+    window, count = pool_windows(layer.params)
+    acc_lo, acc_hi = np.zeros(len(window), np.int64), np.zeros(len(window), np.int64)
+    for t in range(window.shape[1]):
+        src = window[:, t]
+        inside = src >= 0
+        rows = np.flatnonzero(inside)
+        lo = (acc_lo[rows] << (frac - acc_frac)) + (x_lo[src[rows]] << (frac - x_frac))
+        hi = (acc_hi[rows] << (frac - acc_frac)) + (x_hi[src[rows]] << (frac - x_frac))
+        acc_lo[rows], acc_hi[rows] = accum.cast(lo, hi, rows)
+    divide = lambda a: np.where(a >= 0, a // count, -(-a // count))  # noqa: E731  (C division: toward zero)
+    return result.cast(divide(acc_lo), divide(acc_hi))
+
+
+@transfer("kl_divergence")
+def _kl(layer, manifest, inputs, hulls):
+    (m_lo, m_hi), (lv_lo, lv_hi) = inputs
+    mean_sq, plus_one, index, minus_exp, minus_mean_sq, total, mean, result = hulls
+    mean_t, logvar_t = (manifest.producer_type(name) for name in layer.inputs)
+    acc_t, table_t = layer.types["accum"], layer.types["exp_table"]
+    table = layer.tensors["exp_table"].ravel()
+    sq_lo, sq_hi = mean_sq.cast(*_square(m_lo, m_hi))
+    one = constant_code(1.0, logvar_t)
+    k_lo, k_hi = plus_one.cast(one + lv_lo, one + lv_hi)
+    scale, shift, offset = exp_table_index(layer, manifest)
+    i_lo, i_hi = ((lv_lo * scale) >> shift) + offset, ((lv_hi * scale) >> shift) + offset
+    index.record(i_lo, i_hi)
+    i_lo, i_hi = np.clip(i_lo, 0, len(table) - 1), np.clip(i_hi, 0, len(table) - 1)
+    e_lo = np.array([table[a:b + 1].min() for a, b in zip(i_lo, i_hi)], dtype=np.int64)
+    e_hi = np.array([table[a:b + 1].max() for a, b in zip(i_lo, i_hi)], dtype=np.int64)
+    f2 = minus_exp.site.source_frac
+    up_k, up_e = f2 - acc_t.fractional, f2 - table_t.fractional
+    k_lo, k_hi = minus_exp.cast((k_lo << up_k) - (e_hi << up_e), (k_hi << up_k) - (e_lo << up_e))
+    kl_lo, kl_hi = minus_mean_sq.cast(k_lo - sq_hi, k_hi - sq_lo)
+    s_lo, s_hi = _tree(kl_lo, kl_hi, 0, layer.params["n_in"], total)
+    s_lo, s_hi = mean.cast(*_times(s_lo, s_hi, constant_code(1.0 / layer.params["n_in"], acc_t)))
+    return result.cast(*_times(s_lo, s_hi, constant_code(-0.5, layer.result)))
+
+
+@transfer("mse")
+def _mse(layer, manifest, inputs, hulls):
+    (r_lo, r_hi), (c_lo, c_hi) = inputs
+    diff, square, leaf, total, mean, result = hulls
+    ref_t, rec_t = (manifest.producer_type(name) for name in layer.inputs)
+    frac = diff.site.source_frac
+    d_lo = (c_lo << (frac - rec_t.fractional)) - (r_hi << (frac - ref_t.fractional))
+    d_hi = (c_hi << (frac - rec_t.fractional)) - (r_lo << (frac - ref_t.fractional))
+    s_lo, s_hi = square.cast(*_square(*diff.cast(d_lo, d_hi)))
+    l_lo, l_hi = leaf.cast(s_lo, s_hi)
+    t_lo, t_hi = _tree(l_lo, l_hi, 0, layer.params["n_in"], total)
+    m_lo, m_hi = mean.cast(*_times(t_lo, t_hi, constant_code(1.0 / layer.params["n_in"], layer.types["accum"])))
+    return result.cast(m_lo, m_hi)
+
+
+# ---- the analysis ----------------------------------------------------------------------------------------------
+class Enclosure:
+    """Per layer: its output code enclosure (lo, hi arrays) and its sites' pre-cast value hulls."""
+
+    def __init__(self, manifest: Manifest, input_lo=None, input_hi=None):
+        t = manifest.input.type
+        n = manifest.input.size
+        lo = np.full(n, t.min_code, np.int64) if input_lo is None else np.asarray(input_lo, np.int64)
+        hi = np.full(n, t.max_code, np.int64) if input_hi is None else np.asarray(input_hi, np.int64)
+        self.manifest = manifest
+        self.outputs = {manifest.input.name: (lo, hi)}
+        self.sites = {}
+        for layer in manifest.layers:
+            if layer.op not in _TRANSFERS:
+                raise NotImplementedError(f"layer {layer.name!r}: no interval transfer for op {layer.op!r}")
+            hulls = [_Hull(site) for site in plan_layer(layer, manifest).sites]
+            inputs = [self.outputs[name] for name in layer.inputs]
+            self.outputs[layer.name] = _TRANSFERS[layer.op](layer, manifest, inputs, hulls)
+            self.sites[layer.name] = {h.site.name: h for h in hulls}
+
+    def unreachable(self, bins, trigger: Trigger | None = None) -> dict:
+        """{bin id: the bound that proves it unreachable} for those of `bins` the enclosure excludes."""
+        proofs = {}
+        for b in bins:
+            proof = self._trigger_proof(b, trigger) if b.site == TRIGGER_SITE else self._proof(b)
+            if proof is not None:
+                proofs[b.id] = proof
+        return proofs
+
+    def _proof(self, b):
+        hull = self.sites[b.layer][b.site]
+        site = hull.site
+        lo, hi = int(hull.lo[b.element]), int(hull.hi[b.element])
+        if lo > hi:
+            return "no cast happens at this site for any input in range"
+        if site.clamp is not None:
+            low, high = site.clamp
+            if b.kind == "clamp_low" and lo >= low:
+                return f"index >= {lo} >= {low} for every input in range"
+            if b.kind == "clamp_high" and hi <= high:
+                return f"index <= {hi} <= {high} for every input in range"
+            return None
+        t, frac = site.type, site.source_frac
+        where = f"pre-cast value in [{lo * 2.0 ** -frac:.10g}, {hi * 2.0 ** -frac:.10g}]"
+        r_lo, r_hi = (int(v) for v in rounded_codes(np.array([lo, hi]), frac, t))
+        c_lo, c_hi = (int(v[0]) for v in cast_interval(np.array([lo]), np.array([hi]), frac, t))
+        if b.kind == "sat_high" and r_hi <= t.max_code:
+            return f"{where}: rounds to at most code {r_hi} <= max code {t.max_code} of {t}"
+        if b.kind == "sat_low" and r_lo >= t.min_code:
+            return f"{where}: rounds to at least code {r_lo} >= min code {t.min_code} of {t}"
+        if b.kind == "wrap" and t.min_code <= r_lo and r_hi <= t.max_code:
+            return f"{where}: rounds into [{r_lo}, {r_hi}], inside [{t.min_code}, {t.max_code}] of {t}"
+        if b.kind == "at_min" and c_lo > t.min_code:
+            return f"{where}: result code >= {c_lo} > min code {t.min_code} of {t}"
+        if b.kind == "at_max" and c_hi < t.max_code:
+            return f"{where}: result code <= {c_hi} < max code {t.max_code} of {t}"
+        if b.kind == "tie":
+            step, half = 1 << (frac - t.fractional), 1 << (frac - t.fractional - 1)
+            first = lo + (half - lo) % step
+            if first > hi:
+                return f"{where}: no value on the 2^-{frac} grid in it is a tie (first tie above is {first})"
+        return None
+
+    def _trigger_proof(self, b, trigger):
+        lo, hi = (int(v[b.element]) for v in self.outputs[b.layer])
+        window = {"below": (trigger.code - trigger.k, trigger.code - 1), "at": (trigger.code, trigger.code),
+                  "above": (trigger.code + 1, trigger.code + trigger.k)}[b.kind]
+        if hi < window[0] or lo > window[1]:
+            return f"score code in [{lo}, {hi}] never meets [{window[0]}, {window[1]}]"
+        return None
+
+
+def unreachable_bins(manifest: Manifest, trigger: Trigger | None = None, input_lo=None, input_hi=None) -> dict:
+    """{bin id: proof} for every bin of the model that interval analysis over the input range proves unreachable."""
+    return Enclosure(manifest, input_lo, input_hi).unreachable(coverage_bins(manifest, trigger), trigger)

@@ -43,13 +43,16 @@ def _count_cast(probe, event, site, element, value, value_frac, spec, result):
     width, frac, signed, rounding, overflow = spec
     lo = -(np.int64(1) << (width - 1)) if signed else np.int64(0)
     hi = (np.int64(1) << (width - 1)) - 1 if signed else (np.int64(1) << width) - 1
-    rounded = cast_raw(value, value_frac, _REFERENCE_WIDTH, frac, 1, rounding, O_SAT)
-    wraps = overflow == O_WRAP or overflow == O_WRAP_SM
     counters = probe[event, site, element]
-    if rounded > hi:
-        counters[WRAP if wraps else SAT_HIGH] += 1
-    elif rounded < lo:
-        counters[WRAP if wraps else SAT_LOW] += 1
+    shift = value_frac - frac
+    # rounding moves the truncated value up by at most one code: most casts are cleared without rounding again
+    if shift < 0 or shift > 62 or (value >> shift) < lo or (value >> shift) + 1 > hi:
+        rounded = cast_raw(value, value_frac, _REFERENCE_WIDTH, frac, 1, rounding, O_SAT)
+        wraps = overflow == O_WRAP or overflow == O_WRAP_SM
+        if rounded > hi:
+            counters[WRAP if wraps else SAT_HIGH] += 1
+        elif rounded < lo:
+            counters[WRAP if wraps else SAT_LOW] += 1
     if rounding >= Q_RND and _is_tie(value, value_frac - frac):
         counters[TIE] += 1
     if result == lo:

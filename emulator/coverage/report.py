@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ class CoverageReport:
         """Ids of the bins no event reached."""
         return [bin_id for bin_id, h in zip(self.bin_ids, self.hits) if h == 0]
 
-    @property
+    @cached_property
     def _index(self) -> dict:
         return {bin_id: k for k, bin_id in enumerate(self.bin_ids)}
 

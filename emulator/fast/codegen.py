@@ -10,6 +10,8 @@ specialised to the mode; WRAP_SM casts call `arith.cast_raw` itself.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +26,7 @@ from .intervals import INT32, INT64, Range, cast_range, prove_cast, union
 #: Bytes of one layer's input plus output rows per event that a block may hold (about an L1 data cache).
 BLOCK_BYTES = 32 * 1024
 MIN_BLOCK, MAX_BLOCK = 16, 256
+_LOCAL = re.compile(r"\b(e|k|p|base|dst|src|t\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class Block:
         self.dry = dry
         self.lines: list = []
         self._count = 0
+        self.casts = [0, 0]  # [kept, seen]: casts whose rounding or overflow handling is emitted, casts in the block
+
+    def tally(self, seen: int, kept: int):
+        self.casts[0] += kept
+        self.casts[1] += seen
 
     def let(self, expr: str, rng: Range) -> Value:
         """Bind an expression whose exact value lies in `rng` to a temporary of the narrowest lane that holds it."""
@@ -72,6 +80,7 @@ def cast(block: Block, v: Value, value_frac: int, t: FixedType) -> Value:
     """`t(v)` with v's codes on a grid of value_frac fractional bits: exactly arith.cast_raw, minus what is proven."""
     proof = prove_cast(v.range, value_frac, t)
     spec = type_spec(t)
+    block.tally(1, int(proof.shift > 0 or proof.overflows) and not v.range.is_const)
     if v.range.is_const:
         return Value.const(cast_raw(v.range.lo, value_frac, *spec))
     if proof.is_identity:
@@ -157,6 +166,7 @@ def matmul(block: Block, terms: list, bias: int, x_frac: int, layer: Layer) -> V
         if exact or acc_t.overflow == "WRAP":
             const = acc.range.lo + sum(x.range.lo * (w << k) for x, w in terms if x.range.is_const)
             parts = [f"{x.expr} * {w << k}" for x, w in terms if not x.range.is_const] + [str(const)]
+            block.tally(2 * len(terms), int(not exact))
             if exact:
                 acc = block.let(" + ".join(parts), total)
             else:
@@ -179,6 +189,7 @@ class Buffer:
     offset: int
     type: FixedType
     ranges: list
+    block: int
 
     @property
     def size(self) -> int:
@@ -188,8 +199,8 @@ class Buffer:
         """Element k (an int or a runtime index expression) of event e: rows of B events in a flat scratch array, so
         that LLVM sees constant distances between rows and vectorizes over e."""
         if isinstance(k, int):
-            return f"{self.array}[{(self.offset + k)} * B + e]"
-        return f"{self.array}[({self.offset} + {k}) * B + e]"
+            return f"{self.array}[{(self.offset + k) * self.block} + e]"
+        return f"{self.array}[({self.offset} + {k}) * {self.block} + e]"
 
     def value(self, k: int) -> Value:
         """Element k as a Value: a literal when its range is one code."""
@@ -208,7 +219,13 @@ class Generated:
     source: str
     block: int
     ranges: dict
+    casts: dict = field(default_factory=dict)  # layer name -> (casts in its code, casts kept)
     notes: list = field(default_factory=list)
+
+
+def _trailing_zeros(code: int) -> int:
+    """Trailing zero bits of a code; 0 has as many as any other (1024 stands for 'all')."""
+    return (code & -code).bit_length() - 1 if code else 1024
 
 
 def lane_of(t: FixedType) -> str:
@@ -225,46 +242,66 @@ class _Generator:
         self.init: list = []  # statements run once per chunk (constant rows)
         self.body: list = []  # statements run per block
         self.notes: list = []
+        self._blocks: list = []
+        self.casts: dict = {}
 
     # ---- helpers -----------------------------------------------------------------------------------
     def buffer(self, t: FixedType, ranges: list) -> Buffer:
         array = lane_of(t)
-        buf = Buffer(array, self.rows[array], t, ranges)
+        buf = Buffer(array, self.rows[array], t, ranges, self.block)
         self.rows[array] += len(ranges)
         return buf
+
+    def new_block(self) -> Block:
+        """A block of emitted statements, counted in the current layer's cast tally."""
+        block = Block()
+        self._blocks.append(block)
+        return block
 
     def table(self, values) -> str:
         name = f"T{len(self.tables)}"
         self.tables.append((name, np.asarray(values, dtype=np.int64)))
         return name
 
-    def loop(self, block: Block, outer: list = ()):
-        """Append `for e in range(B)` with the block's statements, inside the given outer loop headers."""
-        indent = "    "
-        for depth, header in enumerate(outer):
-            self.body.append(indent * (depth + 1) + header)
-        depth = len(outer) + 1
-        self.body.append(indent * depth + "for e in range(B):")
-        self.body.extend(indent * (depth + 1) + line for line in block.lines)
+    def loop(self, block: Block, outer: str | None = None, setup: tuple = ()):
+        """Append `for e in range(B)` with the block's statements, optionally inside a runtime loop `outer` whose
+        body starts with the `setup` statements. Each loop gets its own variable names (numba's SSA pass is slow
+        on names defined in many places)."""
+        n = len(self.body)
+        rename = functools.partial(_LOCAL.sub, lambda m: f"{m.group(0)}_{n}")
+        lines = []
+        if outer:
+            lines += [outer, *("    " + line for line in setup)]
+        lines.append("    " * bool(outer) + "for e in range(B):")
+        lines += ["    " * (1 + bool(outer)) + line for line in block.lines]
+        self.body.extend("    " + rename(line) for line in lines)
 
     # ---- layers ------------------------------------------------------------------------------------
     def generate(self) -> Generated:
         spec = self.manifest.input
         t = spec.type
+        self.block = self._block_size()
         self.input = self.buffer(t, [Range.of(t)] * spec.size)
         self.buffers[spec.name] = self.input
         for layer in self.manifest.layers:
             emit = getattr(self, "_" + layer.op, None)
             if emit is None:
                 raise UnsupportedType(f"layer {layer.name!r}: op {layer.op!r} has no fast-emulator generator")
-            self.buffers[layer.name] = emit(layer, [self.buffers[name] for name in layer.inputs])
-        block = self._block_size()
+            self._blocks = []
+            out = emit(layer, [self.buffers[name] for name in layer.inputs])
+            self.buffers[layer.name] = out
+            kept, seen = (sum(b.casts[i] for b in self._blocks) for i in (0, 1))
+            self.casts[layer.name] = (seen, kept)
+            lanes = "int32" if out.array == "s32" else "int64"
+            self.notes.append(f"{layer.name} ({layer.op}): {lanes} output; casts in the code: {seen}, "
+                              f"{seen - kept} proven no-ops, {kept} kept")
         ranges = {name: buf.ranges for name, buf in self.buffers.items()}
-        return Generated(self._source(block), block, ranges, self.notes)
+        return Generated(self._source(self.block), self.block, ranges, self.casts, self.notes)
 
     def _block_size(self) -> int:
         """The largest power of two in [MIN_BLOCK, MAX_BLOCK] whose widest layer (input and output) fits BLOCK_BYTES."""
-        widest = 2 * max((4 if buf.array == "s32" else 8) * buf.size for buf in self.buffers.values())
+        tensors = [(self.manifest.input.type, self.manifest.input.size)] + [(l.result, l.size) for l in self.manifest.layers]
+        widest = 2 * max((4 if lane_of(t) == "s32" else 8) * size for t, size in tensors)
         block = MAX_BLOCK
         while block > MIN_BLOCK and block * widest > BLOCK_BYTES:
             block //= 2
@@ -274,10 +311,10 @@ class _Generator:
         """y[k] = fn(block, x_k) for every element in one runtime loop over rows; ranges per element (dry runs)."""
         ranges = [fn(Block(dry=True), x.value(k)).range for k in range(x.size)]
         out = self.buffer(layer.result, ranges)
-        block = Block()
+        block = self.new_block()
         y = fn(block, block.let(x.row("k"), x.span(range(x.size))))
         block.emit(f"{out.row('k')} = {y.expr}")
-        self.loop(block, [f"for k in range({x.size}):"])
+        self.loop(block, f"for k in range({x.size}):")
         return out
 
     def _batchnorm(self, layer: Layer, inputs: list) -> Buffer:
@@ -286,14 +323,18 @@ class _Generator:
         frac = max(x_frac + s_t.fractional, b_t.fractional)
         n_filt = layer.params.get("n_filt", -1)
         scale, bias = layer.tensors["scale"].ravel(), layer.tensors["bias"].ravel()
-        values, block = [], Block()
+        values, block = [], self.new_block()
         for k in range(layer.size):
             c = k % n_filt if n_filt > 0 else k
             s_code = int(scale[c]) << (frac - x_frac - s_t.fractional)
             b_code = int(bias[c]) << (frac - b_t.fractional)
+            # the exact value x*s + b on the coarsest grid that holds it: narrower lanes, same cast result
+            zeros = min(_trailing_zeros(s_code), _trailing_zeros(b_code))
+            s_code, b_code = s_code >> zeros, b_code >> zeros
             xk = x.value(k)
-            v = block.let(f"{xk.expr} * {s_code} + {b_code}", xk.range.scale(s_code) + Range.const(b_code))
-            values.append(cast(block, v, frac, layer.result))
+            v = block.let(f"{xk.expr} * {s_code} + {b_code}" if b_code else f"{xk.expr} * {s_code}",
+                          xk.range.scale(s_code) + Range.const(b_code))
+            values.append(cast(block, v, frac - zeros, layer.result))
         return self._store(layer, block, values)
 
     def _store(self, layer: Layer, block: Block, values: list) -> Buffer:
@@ -339,17 +380,17 @@ class _Generator:
         if prove_cast(span, x_frac, res).is_identity and np.array_equal(index, np.arange(x.size)) \
                 and lane_of(res) == x.array:
             self.notes.append(f"{layer.name}: identity, no copy")
-            return Buffer(x.array, x.offset, res, ranges)
+            return Buffer(x.array, x.offset, res, ranges, self.block)
         out = self.buffer(res, ranges)
         for k in range(len(index)):
             if index[k] < 0:
                 self.init.append(f"{out.array}[{out.offset + k} * B:{out.offset + k + 1} * B] = 0")
         if inside:
             dst, src = self.table(inside), self.table(index[inside])
-            block = Block()
+            block = self.new_block()
             y = cast(block, block.let(x.row("src"), span), x_frac, res)
             block.emit(f"{out.row('dst')} = {y.expr}")
-            self.loop(block, [f"for k in range({len(inside)}):", f"    dst = {dst}[k]", f"    src = {src}[k]"])
+            self.loop(block, f"for k in range({len(inside)}):", (f"dst = {dst}[k]", f"src = {src}[k]"))
         return out
 
     def _linear(self, layer, inputs):
@@ -374,7 +415,7 @@ class _Generator:
     def _dense(self, layer: Layer, inputs: list) -> Buffer:
         (x,) = inputs
         w, b = layer.tensors["weight"].reshape(x.size, -1), layer.tensors["bias"].ravel()
-        values, block = [], Block()
+        values, block = [], self.new_block()
         for j in range(w.shape[1]):
             terms = [(x.value(i), int(w[i, j])) for i in range(x.size) if w[i, j] != 0]
             values.append(matmul(block, terms, int(b[j]), x.type.fractional, layer))
@@ -399,11 +440,11 @@ class _Generator:
             for p in range(n_pix):
                 terms = [(x.value(int(index[p, t])), int(w[t, f])) for t in taps]
                 ranges[p * n_filt + f] = matmul(Block(dry=True), terms, int(b[f]), x.type.fractional, layer).range
-            block = Block()
+            block = self.new_block()
             terms = [(Value(x.row(f"base + {int(offsets[t])}"), x.span(index[:, t])), int(w[t, f])) for t in taps]
             y = matmul(block, terms, int(b[f]), x.type.fractional, layer)
             block.emit(f"{out.row(f'p * {n_filt} + {f}')} = {y.expr}")
-            self.loop(block, [f"for p in range({n_pix}):", f"    base = {bases}[p]"])
+            self.loop(block, f"for p in range({n_pix}):", (f"base = {bases}[p]",))
         out.ranges = ranges
         self._note_matmul(layer, w)
         return out
@@ -450,11 +491,11 @@ class _Generator:
         for (n_cells, n), outputs in groups.items():
             cells = np.array([windows[o] for o in outputs], dtype=np.int64).reshape(len(outputs), n_cells)
             dst, win = self.table(outputs), self.table(cells)
-            block = Block()
+            block = self.new_block()
             values = [Value(x.row(f"{win}[k, {t}]"), x.span(cells[:, t])) for t in range(n_cells)]
             y = pool(block, values, n)
             block.emit(f"{out.row(f'{dst}[k]')} = {y.expr}")
-            self.loop(block, [f"for k in range({len(outputs)}):"])
+            self.loop(block, f"for k in range({len(outputs)}):")
         return out
 
     # ---- anomaly-score heads ------------------------------------------------------------------------
@@ -470,7 +511,7 @@ class _Generator:
         one = constant_code(1.0, logvar.type)
         f2 = max(table_t.fractional, acc_frac)
         name = self.table(table)
-        block, leaves = Block(), []
+        block, leaves = self.new_block(), []
         for i in range(p["n_in"]):
             m, lv = mean.value(i), logvar.value(i)
             m = block.let(m.expr, m.range)
@@ -496,7 +537,7 @@ class _Generator:
         ref, rec = inputs
         diff_t, sq_t, acc_t = layer.types["diff"], layer.types["square"], layer.types["accum"]
         frac = max(ref.type.fractional, rec.type.fractional)
-        block, leaves = Block(), []
+        block, leaves = self.new_block(), []
         for i in range(layer.params["n_in"]):
             a, b = aligned(rec.value(i), rec.type.fractional, frac), aligned(ref.value(i), ref.type.fractional, frac)
             d = cast(block, block.let(f"{a.expr} - {b.expr}", a.range - b.range), frac, diff_t)

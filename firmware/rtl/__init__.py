@@ -1,1 +1,5 @@
 """Open RTL generator: synthesizable, fully parallel, pipelined Verilog-2001 (II = 1) from a manifest alone."""
+
+from .generator import Interface, PortGroup, RtlDesign, generate_rtl, manifest_interface
+
+__all__ = ["Interface", "PortGroup", "RtlDesign", "generate_rtl", "manifest_interface"]

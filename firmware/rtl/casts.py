@@ -29,10 +29,14 @@ def _rounded_range(lo: int, hi: int, frac: int, dst: FixedType) -> tuple[int, in
     return lo >> shift, (hi >> shift) + (dst.rounding != "TRN")
 
 
+def lowest_result(dst: FixedType) -> int:
+    """The smallest code a cast into dst produces (SAT_SYM never yields the most negative code)."""
+    return dst.min_code + (1 if dst.overflow == "SAT_SYM" and dst.signed and dst.width > 1 else 0)
+
+
 def is_identity(v: Value, dst: FixedType) -> bool:
     """True when casting v to dst cannot change its value: same grid and every value strictly representable."""
-    low = dst.min_code + (1 if dst.overflow == "SAT_SYM" and dst.signed and dst.width > 1 else 0)
-    return v.frac == dst.fractional and low <= v.lo and v.hi <= dst.max_code
+    return v.frac == dst.fractional and lowest_result(dst) <= v.lo and v.hi <= dst.max_code
 
 
 # ---- boolean expressions with constant folding ------------------------------------------------------------
@@ -212,5 +216,4 @@ def _result_range(v: Value, dst: FixedType) -> tuple[int, int]:
     lo, hi = _rounded_range(v.lo, v.hi, v.frac, dst)
     if dst.min_code <= lo and hi <= dst.max_code:
         return cast_constant(v.lo, v.frac, dst), cast_constant(v.hi, v.frac, dst)
-    symmetric = dst.overflow == "SAT_SYM" and dst.signed and dst.width > 1
-    return dst.min_code + symmetric, dst.max_code
+    return lowest_result(dst), dst.max_code

@@ -57,6 +57,10 @@ def add(body: Body, a: Value, b: Value, subtract: bool = False) -> Value:
     lo, hi = a_lo + b_lo, a_hi + b_hi
     if a.constant and b.constant:
         return Value.const(lo, frac)
+    if a.is_zero and not subtract and b.frac == frac:
+        return b
+    if b.is_zero and a.frac == frac:
+        return a
     width = signed_width(min(lo, a_lo, b_lo, b.lo << kb, b.hi << kb), max(hi, a_hi, b_hi, b.lo << kb, b.hi << kb))
     a, b = body.named(a), body.named(b)
     expr = f"({aligned(a, frac, width)} {'-' if subtract else '+'} {aligned(b, frac, width)})"

@@ -173,7 +173,7 @@ class _Pipeline:
         for c in range(have + 1, cycle + 1):
             key = (tensor, c)
             if key not in self._delayed:
-                self._delayed[key] = self.register(vector, f"{vector}_d{c}", self.width[tensor])
+                self._delayed[key] = self.register(vector, f"{self.vector[tensor]}_d{c}", self.width[tensor])
             vector = self._delayed[key]
         return vector
 
@@ -189,8 +189,7 @@ def generate_rtl(manifest: Manifest, out_dir, pipeline: int = 1, top: str = "myp
     spec = manifest.input
     ranges = {spec.name: [(spec.type.min_code, spec.type.max_code)] * spec.size}
     modules, instances = [], _Pipeline()
-    in_vector = "t_input"
-    instances.define(spec.name, in_vector, spec.size * spec.type.width, 0)
+    instances.define(spec.name, "x_input", spec.size * spec.type.width, 0)
     layers = _needed_layers(manifest)
     for number, layer in enumerate(layers, start=1):
         name = f"{interface.top}_{identifier(layer.name)}"
@@ -242,7 +241,7 @@ def _top_module(interface: Interface, tensors: _Pipeline, latency: int) -> str:
         *ports,
         ");",
         f"  wire accept = {accept};",
-        f"  wire [{group.size * group.width - 1}:0] t_input = {{{', '.join(reversed(inputs))}}};",
+        f"  wire [{group.size * group.width - 1}:0] x_input = {{{', '.join(reversed(inputs))}}};",
         f"  reg  [{latency - 1}:0] valid_pipe;",
         "  always @(posedge ap_clk) begin",
         f"    if (ap_rst) valid_pipe <= {latency}'b0;",

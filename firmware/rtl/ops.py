@@ -1,8 +1,8 @@
 """One Verilog generator per manifest op, registered by name: the combinational body of a layer module.
 
 A generator gets a `LayerBuild` (the layer, its input elements as Values, the module body and cast library) and
-returns the layer's output elements as Values holding codes of layer.result, in the arithmetic of
-/tmp/semantics.md — the same casts in the same order as the emulator's kernels.
+returns the layer's output elements as Values holding codes of layer.result, in the arithmetic the manifest
+specifies (the HLS templates of hls4ml 1.3.0): the same casts in the same order as the emulator's kernels.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from emulator.fixed_type import FixedType, UnsupportedType
 from emulator.manifest import Layer
 from emulator.plan import constant_code, im2col_index
 
-from .casts import CastLibrary, cast_constant, cast_value
+from .casts import CastLibrary, cast_constant, cast_value, lowest_result
 from .exact import add, aligned, clamped, divided, floor_shifted, scaled, square
 from .verilog import Body, Value, extended, literal
 
@@ -61,8 +61,7 @@ def _order_free(terms, acc: FixedType) -> bool:
     sequential cast-at-every-step result: under WRAP, or when no partial sum can leave acc's strict range."""
     if acc.overflow == "WRAP":
         return True
-    low = acc.min_code + (1 if acc.overflow == "SAT_SYM" and acc.signed and acc.width > 1 else 0)
-    return sum(min(t.lo, 0) for t in terms) >= low and sum(max(t.hi, 0) for t in terms) <= acc.max_code
+    return sum(min(t.lo, 0) for t in terms) >= lowest_result(acc) and sum(max(t.hi, 0) for t in terms) <= acc.max_code
 
 
 def accumulate(build: LayerBuild, terms: list, acc: FixedType) -> Value:

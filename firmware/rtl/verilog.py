@@ -137,8 +137,5 @@ class Body:
             return v
         return Value(self.wire(stem, v.width, v.expr), v.width, v.frac, v.signed, v.lo, v.hi)
 
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-
     def text(self) -> str:
         return "\n".join(self.lines)

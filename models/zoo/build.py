@@ -39,6 +39,7 @@ class Entry:
     qat: bool
     n_train: int
     epochs: int
+    beta: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,16 @@ class Sizes:
     max_epochs: int | None
 
 
+#: With beta = 0.8 (the paper's code) and this project's loss scale (MSE averaged over 57 standardised entries), the
+#: posterior collapses: background D_KL ~ 1e-4, below the resolution of 8-bit weights and of the KL head's exp table,
+#: and the quantized score loses its discrimination (cnn_vae_ptq8: emulator AUC < 50%). beta = 0.1 keeps it usable.
+VAE_BETA = 0.1
+
 ZOO = {
     "dnn_ae_qat8": Entry("dnn_ae", 8, True, 500_000, 30),
-    "dnn_vae_ptq8": Entry("dnn_vae", 8, False, 500_000, 30),
+    "dnn_vae_ptq8": Entry("dnn_vae", 8, False, 500_000, 30, beta=VAE_BETA),
     "cnn_ae_qat4": Entry("cnn_ae", 4, True, 200_000, 15),
-    "cnn_vae_ptq8": Entry("cnn_vae", 8, False, 200_000, 15),
+    "cnn_vae_ptq8": Entry("cnn_vae", 8, False, 200_000, 15, beta=VAE_BETA),
 }
 FULL = Sizes(test_background=1_000_000, test_signal=100_000, calibration=100_000, train_scale=1.0, max_epochs=None)
 QUICK = Sizes(test_background=50_000, test_signal=5_000, calibration=5_000, train_scale=0.01, max_epochs=1)
@@ -77,7 +83,7 @@ def build_one(name: str, entry: Entry, sizes: Sizes, test: dict, out: Path, seed
     n_train = max(int(entry.n_train * sizes.train_scale), 2048)
     epochs = min(entry.epochs, sizes.max_epochs or entry.epochs)
     x_train, x_val = training_events(n_train, max(n_train // 5, 1024))
-    base = TrainConfig(epochs=epochs, seed=seed, prune_start_epoch=min(5, epochs - 1),
+    base = TrainConfig(epochs=epochs, seed=seed, beta=entry.beta, prune_start_epoch=min(5, epochs - 1),
                        prune_epochs=min(5, max(epochs - 5, 1)))
     baseline = train(entry.architecture, x_train, x_val, base)
     float_deployed = deployed_model(baseline.model, entry.architecture)

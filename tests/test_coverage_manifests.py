@@ -1,0 +1,97 @@
+"""Hand-built manifests for the coverage tests: every op of the manifest schema, with integer codes chosen here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emulator.fixed_type import FixedType
+from emulator.manifest import Layer, Manifest, Tensor
+
+T = FixedType.parse
+
+
+def _codes(rng, t: FixedType, shape) -> np.ndarray:
+    return rng.integers(t.min_code, t.max_code + 1, size=shape, dtype=np.int64)
+
+
+def dense(name, src, n_in, n_out, w, b, accum, result, rng=None, weight=None, bias=None) -> Layer:
+    weight = _codes(rng, w, (n_in, n_out)) if weight is None else np.asarray(weight, dtype=np.int64)
+    bias = _codes(rng, b, (n_out,)) if bias is None else np.asarray(bias, dtype=np.int64)
+    return Layer(name, "dense", [src], (n_out,), result, {"weight": w, "bias": b, "accum": accum},
+                 {"n_in": n_in, "n_out": n_out}, {"weight": weight, "bias": bias})
+
+
+def two_input_dense() -> Manifest:
+    """y = cast_res(acc(acc(x0) + acc(x1))) with unit weights: integer inputs, 8-bit SAT accumulator, result on a
+    grid of 2 (one dropped bit: odd sums are exact RND ties)."""
+    layer = dense("fc", "x", 2, 1, T("ap_fixed<4,4>"), T("ap_fixed<4,4>"), T("ap_fixed<8,8,AP_TRN,AP_SAT>"),
+                  T("ap_fixed<6,7,AP_RND,AP_SAT>"), weight=[[1], [1]], bias=[0])
+    return Manifest("two_input_dense", [Tensor("x", (2,), T("ap_fixed<8,8>"))], [layer], ["fc"])
+
+
+def cnn(seed=0) -> Manifest:
+    """zeropad2d, conv2d, relu, avgpool2d, upsampling2d, reshape, dense."""
+    rng = np.random.default_rng(seed)
+    geometry = dict(stride_height=1, stride_width=1, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0)
+    pad = Layer("pad", "zeropad2d", ["x"], (5, 5, 1), T("ap_fixed<10,4,AP_RND,AP_SAT>"), {}, dict(
+        in_height=3, in_width=3, n_chan=1, pad_top=1, pad_bottom=1, pad_left=1, pad_right=1, out_height=5, out_width=5))
+    w_t, b_t = T("ap_fixed<6,2>"), T("ap_fixed<6,2>")
+    conv = Layer("conv", "conv2d", ["pad"], (3, 3, 2), T("ap_fixed<8,3,AP_RND,AP_SAT>"),
+                 {"weight": w_t, "bias": b_t, "accum": T("ap_fixed<12,5>")},
+                 dict(in_height=5, in_width=5, n_chan=1, n_filt=2, filt_height=3, filt_width=3, out_height=3,
+                      out_width=3, **geometry),
+                 {"weight": _codes(rng, w_t, (3, 3, 1, 2)), "bias": _codes(rng, b_t, (2,))})
+    relu = Layer("relu", "relu", ["conv"], (3, 3, 2), T("ap_ufixed<8,3,AP_RND_ZERO,AP_SAT>"))
+    pool = Layer("pool", "avgpool2d", ["relu"], (2, 2, 2), T("ap_fixed<8,3,AP_RND_INF,AP_WRAP>"),
+                 {"accum": T("ap_fixed<12,6>")},
+                 dict(in_height=3, in_width=3, n_filt=2, pool_height=2, pool_width=2, out_height=2, out_width=2,
+                      count_pad=False, **geometry))
+    up = Layer("up", "upsampling2d", ["pool"], (4, 4, 2), T("ap_fixed<8,3>"),
+               params=dict(in_height=2, in_width=2, n_chan=2, height_factor=2, width_factor=2))
+    flat = Layer("flat", "reshape", ["up"], (32,), T("ap_fixed<8,3>"))
+    fc = dense("fc", "flat", 32, 3, T("ap_fixed<6,1>"), T("ap_fixed<6,1>"), T("ap_fixed<14,6,AP_TRN,AP_SAT>"),
+               T("ap_fixed<10,5,AP_RND_CONV,AP_WRAP>"), rng)
+    return Manifest("cnn", [Tensor("x", (3, 3, 1), T("ap_fixed<10,4,AP_RND_CONV,AP_SAT>"))],
+                    [pad, conv, relu, pool, up, flat, fc], ["fc"])
+
+
+def chain_with_heads(seed=0) -> Manifest:
+    """batchnorm, dense, leaky_relu, relu, linear, and both score heads (kl_divergence, mse)."""
+    rng = np.random.default_rng(seed)
+    s_t, b_t = T("ap_fixed<10,3>"), T("ap_fixed<10,3>")
+    bn = Layer("bn", "batchnorm", ["x"], (6,), T("ap_fixed<10,5,AP_RND,AP_SAT>"), {"scale": s_t, "bias": b_t},
+               {"n_filt": -1}, {"scale": _codes(rng, s_t, (6,)), "bias": _codes(rng, b_t, (6,))})
+    w, acc = T("ap_fixed<8,2>"), T("ap_fixed<18,8>")
+    fc = dense("fc", "bn", 6, 4, w, w, acc, T("ap_fixed<12,6,AP_RND_CONV,AP_SAT>"), rng)
+    lrelu = Layer("lrelu", "leaky_relu", ["fc"], (4,), T("ap_fixed<10,5,AP_RND_MIN_INF,AP_SAT_SYM>"),
+                  {"param": T("ap_fixed<10,0>")}, {"alpha": 154})
+    relu = Layer("relu", "relu", ["lrelu"], (4,), T("ap_fixed<8,4,AP_RND,AP_SAT_ZERO>"))
+    lin = Layer("lin", "linear", ["relu"], (4,), T("ap_fixed<7,3,AP_RND_CONV,AP_WRAP_SM>"))
+    z_mean = dense("z_mean", "lin", 4, 2, w, w, acc, T("ap_fixed<10,3,AP_RND,AP_SAT>"), rng)
+    z_log_var = dense("z_log_var", "lin", 4, 2, w, w, acc, T("ap_fixed<10,4,AP_RND,AP_SAT>"), rng)
+    table_t = T("ap_fixed<16,6>")
+    kl = Layer("kl", "kl_divergence", ["z_mean", "z_log_var"], (1,), T("ap_fixed<20,8,AP_RND_CONV,AP_SAT>"),
+               {"accum": T("ap_fixed<20,8>"), "exp_table": table_t}, {"n_in": 2, "table_size": 64, "exp_range": 1},
+               {"exp_table": np.sort(_codes(rng, table_t, (64,)))})
+    rec = dense("rec", "lin", 4, 6, w, w, acc, T("ap_fixed<10,5,AP_RND,AP_SAT>"), rng)
+    mse = Layer("mse", "mse", ["bn", "rec"], (1,), T("ap_fixed<16,8,AP_RND_CONV,AP_SAT>"),
+                {"diff": T("ap_fixed<12,6,AP_RND,AP_SAT>"), "square": T("ap_fixed<16,8,AP_RND,AP_SAT>"),
+                 "accum": T("ap_fixed<18,10>")}, {"n_in": 6})
+    return Manifest("chain", [Tensor("x", (6,), T("ap_fixed<12,6,AP_RND_CONV,AP_SAT>"))],
+                    [bn, fc, lrelu, relu, lin, z_mean, z_log_var, kl, rec, mse], ["kl", "mse"])
+
+
+def random_codes(manifest: Manifest, n: int, seed=0) -> np.ndarray:
+    """Input events: mostly small codes, some at the ends of the input range."""
+    t, size = manifest.input.type, manifest.input.size
+    rng = np.random.default_rng(seed)
+    small = rng.integers(-(1 << (t.width - 3)), 1 << (t.width - 3), size=(n, size))
+    ends = rng.choice([t.min_code, t.max_code], size=(n, size))
+    return np.where(rng.random((n, size)) < 0.1, ends, small).astype(np.int64)
+
+
+def test_hand_built_manifests_validate_and_round_trip(tmp_path):
+    for manifest in (two_input_dense(), cnn(), chain_with_heads()):
+        manifest.validate()
+        again = Manifest.load(manifest.save(tmp_path / f"{manifest.name}.json"))
+        assert again.content_hash == manifest.content_hash

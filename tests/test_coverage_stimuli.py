@@ -1,0 +1,93 @@
+"""Targeted stimuli for a first dense / batchnorm layer reach the saturation and tie bins the data leaves empty."""
+
+import numpy as np
+
+from emulator.coverage import InstrumentedEmulator
+from emulator.coverage.stimuli import targeted_stimuli
+from emulator.fixed_type import FixedType
+from emulator.manifest import Layer, Manifest, Tensor
+from test_coverage_manifests import chain_with_heads, dense, random_codes
+
+T = FixedType.parse
+
+
+def first_dense() -> Manifest:
+    layer = dense("fc", "x", 8, 4, T("ap_fixed<6,2>"), T("ap_fixed<6,2>"), T("ap_fixed<12,5,AP_RND,AP_SAT>"),
+                  T("ap_fixed<8,3,AP_RND,AP_SAT>"), np.random.default_rng(5))
+    return Manifest("first_dense", [Tensor("x", (8,), T("ap_fixed<14,6,AP_RND_CONV,AP_SAT>"))], [layer], ["fc"])
+
+
+def first_batchnorm() -> Manifest:
+    rng = np.random.default_rng(6)
+    s_t, b_t = T("ap_fixed<10,3>"), T("ap_fixed<10,3>")
+    bn = Layer("bn", "batchnorm", ["x"], (5,), T("ap_fixed<8,4,AP_RND,AP_SAT>"), {"scale": s_t, "bias": b_t},
+               {"n_filt": -1}, {"scale": rng.integers(-512, 512, 5), "bias": 8 * rng.integers(-64, 64, 5)})
+    return Manifest("first_bn", [Tensor("x", (5,), T("ap_fixed<10,5,AP_RND_CONV,AP_SAT>"))], [bn], ["bn"])
+
+
+def quiet_events(manifest, n=50):
+    """Events at zero: no rounding tie, no overflow."""
+    return np.zeros((n, manifest.input.size), dtype=np.int64)
+
+
+def check(manifest, wanted):
+    emulator = InstrumentedEmulator(manifest)
+    data = quiet_events(manifest)
+    empty = emulator.cover_codes(data).report.empty()
+    assert set(wanted) <= set(empty), "the data must leave the targeted bins empty"
+    result = targeted_stimuli(manifest, empty, data)
+    assert set(result.found) | set(result.unreachable) | set(result.missed) == set(empty)
+    assert not set(result.found) & set(result.unreachable)
+    ids = list(result.found)
+    hits = emulator.bin_hits(np.stack([result.found[b] for b in ids]), ids)
+    assert hits.diagonal().all(), "every stimulus reaches its bin on the instrumented emulator"
+    t = manifest.input.type
+    assert all(t.min_code <= e.min() and e.max() <= t.max_code for e in result.found.values())
+    missing = [b for b in wanted if b not in result.found]
+    assert not missing, f"not found: {missing}; unreachable: {[result.unreachable.get(b) for b in missing]}"
+    return result
+
+
+def test_first_dense_saturation_and_ties():
+    manifest = first_dense()
+    wanted = [f"fc/{site}/{j}/{kind}" for j in range(4)
+              for site, kind in [("accum", "sat_high"), ("accum", "sat_low"), ("result", "sat_high"),
+                                 ("result", "sat_low"), ("result", "tie"), ("result", "at_max"), ("result", "at_min")]]
+    w = manifest.layer("fc").tensors["weight"]
+    wanted += [f"fc/product/{j}/tie" for j in range(4) if (w[:, j] % 2).any()]  # an odd weight makes ties
+    result = check(manifest, wanted)
+    assert not result.missed
+
+
+def test_first_batchnorm_is_exhausted():
+    manifest = first_batchnorm()
+    scale = manifest.layer("bn").tensors["scale"]
+    wanted = [f"bn/result/{i}/tie" for i in range(5)]
+    wanted += [f"bn/result/{i}/{kind}" for i in range(5) if abs(scale[i]) > 64 for kind in ("sat_high", "sat_low")]
+    result = check(manifest, wanted)
+    assert not result.missed  # an elementwise first layer over 1024 input codes is swept exhaustively
+    for proof in result.unreachable.values():
+        assert proof
+
+
+def test_deeper_bins_are_searched_verified_or_reported():
+    manifest = chain_with_heads()
+    emulator = InstrumentedEmulator(manifest)
+    data = random_codes(manifest, 1000, seed=8)
+    empty = emulator.cover_codes(data).report.empty()
+    deep = [b for b in empty if b.split("/")[0] in ("fc", "lrelu", "z_mean")]
+    result = targeted_stimuli(manifest, deep, data, search_events=8192)
+    assert set(result.found) | set(result.unreachable) | set(result.missed) == set(deep)
+    if result.found:
+        ids = list(result.found)
+        assert emulator.bin_hits(np.stack([result.found[b] for b in ids]), ids).diagonal().all()
+
+
+def test_solve_tie_agrees_with_brute_force():
+    import itertools
+
+    from emulator.coverage.stimuli import solve_tie
+
+    for a, c, shift in itertools.product(range(-20, 21), range(-9, 10), range(1, 5)):
+        brute = [x for x in range(-50, 51) if (a * x + c) % (1 << shift) == 1 << (shift - 1)]
+        assert solve_tie(a, c, shift, -50, 50) == (brute[0] if brute else None), (a, c, shift)
