@@ -173,7 +173,7 @@ class _Pipeline:
         for c in range(have + 1, cycle + 1):
             key = (tensor, c)
             if key not in self._delayed:
-                self._delayed[key] = self.register(vector, f"{self.vector[tensor]}_d{c}", self.width[tensor])
+                self._delayed[key] = self.register(vector, f"d{c}_{self.vector[tensor]}", self.width[tensor])
             vector = self._delayed[key]
         return vector
 
@@ -202,7 +202,7 @@ def generate_rtl(manifest: Manifest, out_dir, pipeline: int = 1, top: str = "myp
         instances.lines.append(f"  wire [{width - 1}:0] {wire};")
         instances.lines.append(f"  {name} u_{identifier(layer.name)} ({ports}, .y({wire}));")
         if (pipeline and number % pipeline == 0) or layer.name in manifest.outputs:
-            instances.define(layer.name, instances.register(wire, f"{wire}_q", width), width, cycle + 1)
+            instances.define(layer.name, instances.register(wire, f"r_{identifier(layer.name)}", width), width, cycle + 1)
         else:
             instances.define(layer.name, wire, width, cycle)
     latency = max(instances.cycle[name] for name in manifest.outputs)
