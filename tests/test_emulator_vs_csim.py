@@ -31,7 +31,7 @@ def assert_traces_equal(hls_model, emulator, x):
 def dense_recipes(draw):
     t = lambda **kw: draw(fixed_types(**kw))  # noqa: E731
     sizes = [draw(st.integers(2, 10)) for _ in range(4)]
-    acc = lambda: t(min_width=8, max_width=26, max_integer_offset=2)  # noqa: E731
+    acc = lambda: t(min_width=8, max_width=26)  # noqa: E731
     precisions = {
         "x_in": {"result": t(min_width=6, max_width=16)},
         "bn": {"scale": t(), "bias": t(), "result": t()},
@@ -72,7 +72,7 @@ def test_dense_batchnorm_activations(recipe):
 @st.composite
 def cnn_recipes(draw):
     t = lambda **kw: draw(fixed_types(**kw))  # noqa: E731
-    acc = lambda: t(min_width=8, max_width=26, max_integer_offset=2)  # noqa: E731
+    acc = lambda: t(min_width=8, max_width=26)  # noqa: E731
     geometry = dict(
         height=draw(st.integers(3, 7)), width=draw(st.integers(2, 4)), chan=draw(st.integers(1, 2)),
         pad=(draw(st.integers(0, 1)), draw(st.integers(0, 1)), draw(st.integers(0, 1)), draw(st.integers(0, 1))),

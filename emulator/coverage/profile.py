@@ -76,7 +76,7 @@ def plot_profile(rows, path) -> Path:
                 height=0.4)
     ax.set_yticks(range(len(rows)), [r.layer for r in rows])
     ax.invert_yaxis()
-    ax.set_xscale("symlog", linthresh=min(r.type.lsb for r in rows) * 16)
+    ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("value (light: type range, dark: observed)")
     fig.tight_layout()
     path = Path(path)
