@@ -133,9 +133,9 @@ class Emulator:
 
     @staticmethod
     def _check_shape(x: np.ndarray, spec, what: str) -> np.ndarray:
-        if x.ndim >= 1 and x.shape[1:] == tuple(spec.shape):
+        """Events of any shape (N, ...) holding the input's elements in C order, flattened to (N, size)."""
+        if x.ndim >= 2 and int(np.prod(x.shape[1:])) == spec.size:
             return x.reshape(len(x), spec.size)
-        if x.ndim == 2 and x.shape[1] == spec.size:
-            return x
-        raise InputError(f"{what} have shape {x.shape}; expected (N, {', '.join(map(str, spec.shape))}) "
-                         f"or (N, {spec.size}) for input {spec.name!r}")
+        shape = ", ".join(map(str, spec.shape))
+        expected = f"(N, {shape})" if len(spec.shape) == 1 else f"(N, {shape}) or (N, {spec.size})"
+        raise InputError(f"{what} have shape {x.shape}; expected {expected} for input {spec.name!r}")
