@@ -26,6 +26,10 @@ ACT_T = FixedType(8, 4, True, "RND_CONV", "SAT")
 
 
 # ---- manifest builders ------------------------------------------------------------------------------------
+# The generated per-model kernels take minutes of LLVM compile time from a cold numba cache (about 7 minutes for the
+# first ten tests here on a loaded 2-core machine), which does not fit CI's default run: `make regression` runs them.
+pytestmark = pytest.mark.regression
+
 def codes(rng, shape, t: FixedType, zero_fraction=0.5):
     c = rng.integers(t.min_code, t.max_code + 1, size=shape, dtype=np.int64)
     c[rng.random(shape) < zero_fraction] = 0
