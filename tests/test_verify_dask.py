@@ -103,7 +103,11 @@ def test_dead_worker_shard_runs_elsewhere(campaign, scheduler):
     same_outputs(out, campaign["plain"])
     records = shard_records(report)
     assert all(r["status"] == "verified" for r in records)
-    assert [r["attempts"] for r in records] == [2 if r["start"] == 1000 else 1 for r in records]
+    attempts = {r["start"]: r["attempts"] for r in records}
+    assert attempts.pop(1000) == 2
+    # other shards held by the dying worker (queued or running beside the killed one) are rescheduled by Dask too
+    assert set(attempts.values()) <= {1, 2}
+    assert sorted(r["start"] for r in records) == list(range(0, EVENTS, SHARD))  # every shard exactly once
     assert report["paths"]["emulator"]["events"] == EVENTS
 
 
