@@ -7,3 +7,5 @@ from .manifest import Manifest, ManifestError
 
 __all__ = ["Emulator", "FixedType", "InputError", "Manifest", "ManifestError", "Prediction", "UnsupportedType",
            "quantize", "requantize", "to_float"]
+
+from . import layers  # noqa: E402,F401  (registers the layer families)

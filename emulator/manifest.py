@@ -36,6 +36,14 @@ OPS = {
 }
 
 
+def register_op(op: str, types=(), tensors=()) -> None:
+    """Declare a manifest op with the type names and integer tensors its layers carry (for layer families
+    defined in their own modules, see emulator.layers)."""
+    if op in OPS and OPS[op] != dict(types=tuple(types), tensors=tuple(tensors)):
+        raise ValueError(f"manifest op {op!r} is already registered with other fields")
+    OPS[op] = dict(types=tuple(types), tensors=tuple(tensors))
+
+
 class ManifestError(ValueError):
     """A manifest that cannot be read or does not follow the schema; the message says where."""
 
