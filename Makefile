@@ -17,12 +17,13 @@ apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "error: $(2) is missing; install it with: sudo apt-get install -y $(1)" >&2; exit 1; \
 	fi
 
-.PHONY: help venv verify test regression simulators clean
+.PHONY: help venv verify test regression simulators resources clean
 
 help:
 	@echo "make verify      certify model $(MODEL) (MODEL=... to choose another)"
 	@echo "make test        run the test suite, without the long regressions"
 	@echo "make regression  run the whole test suite, regressions included"
+	@echo "make resources   Yosys LUT/FF/DSP estimates of the generated RTL of the zoo models (installs yosys)"
 	@echo "make venv        create $(VENV) and install this project into it (done by the targets above)"
 	@echo "make clean       delete build/ (cached compilations and simulations)"
 
@@ -55,6 +56,10 @@ test: venv simulators
 
 regression: venv simulators
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(TEST_DIRS)
+
+resources: venv
+	@command -v yosys >/dev/null 2>&1 || { $(call apt_install,yosys,Yosys (resource estimates)); }
+	$(VENV)/bin/python -m firmware.resources
 
 clean:
 	rm -rf build
