@@ -152,34 +152,76 @@ def _detect_input_style(sources, interface: Interface) -> str:
 
 def _write_inputs(path: Path, codes: np.ndarray, width: int, n_bytes: int) -> None:
     """Per event, element i in bits [i*width +: width] of an n_bytes vector, most significant byte first."""
+    n_elements = codes.shape[1]
     with path.open("wb") as out:
         for start in range(0, len(codes), _CHUNK):
-            block = codes[start:start + _CHUNK] & ((1 << width) - 1)
-            bits = ((block[:, :, None] >> np.arange(width)) & 1).astype(np.uint8).reshape(len(block), -1)
-            bits = np.concatenate([bits, np.zeros((len(block), n_bytes * 8 - bits.shape[1]), dtype=np.uint8)], axis=1)
-            out.write(np.packbits(bits[:, ::-1], axis=1).tobytes())
+            values = (codes[start:start + _CHUNK] & ((1 << width) - 1)).astype(np.uint64)
+            vector = np.zeros((len(values), n_bytes), dtype=np.uint8)  # least significant byte first
+            for i in range(n_elements):
+                low = i * width
+                for byte in range(low // 8, (low + width - 1) // 8 + 1):
+                    shift = low - 8 * byte
+                    part = values[:, i] << np.uint64(shift) if shift >= 0 else values[:, i] >> np.uint64(-shift)
+                    vector[:, byte] |= (part & np.uint64(0xFF)).astype(np.uint8)
+            out.write(np.ascontiguousarray(vector[:, ::-1]).tobytes())
+
+
+_HEX_DIGIT = np.full(256, 255, dtype=np.uint8)
+for _digit, _char in enumerate("0123456789abcdef"):
+    _HEX_DIGIT[ord(_char)] = _HEX_DIGIT[ord(_char.upper())] = _digit
+
+
+def _hex_columns(path: Path) -> list:
+    """The columns of a record of space-separated `%h` fields, one event per line: int64 arrays (object arrays of
+    Python ints for fields wider than 60 bits). `%h` zero-pads to the signal's width, so every line has one layout."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0:
+        return []
+    line = int(np.argmax(raw == ord("\n"))) + 1
+    if raw.size % line or not (raw[line - 1::line] == ord("\n")).all():
+        raise CosimError(f"{path}: lines of different lengths; the record is truncated or malformed")
+    text = raw.reshape(-1, line)[:, :-1]
+    spaces = np.flatnonzero(text[0] == ord(" "))
+    if not (text[:, spaces] == ord(" ")).all():
+        raise CosimError(f"{path}: fields change width between lines; the record is malformed")
+    digits = _HEX_DIGIT[text]
+    bounds = zip(np.concatenate([[0], spaces + 1]), np.concatenate([spaces, [text.shape[1]]]))
+    columns = []
+    for column, (lo, hi) in enumerate(bounds):
+        field = digits[:, lo:hi]
+        bad = np.flatnonzero((field == 255).any(axis=1))
+        if bad.size:
+            raise CosimError(f"{path}: line {bad[0] + 1}, field {column}: "
+                             f"{bytes(text[bad[0], lo:hi]).decode(errors='replace')!r} is not a hex number "
+                             "(x or z: an output was undriven or unknown)")
+        if hi - lo <= 15:
+            columns.append((field.astype(np.int64) << (4 * np.arange(hi - lo - 1, -1, -1))).sum(axis=1))
+        else:
+            columns.append(np.array([int(bytes(row).decode(), 16) for row in text[:, lo:hi]], dtype=object))
+    return columns
 
 
 def _read_record(run: Path, interface: Interface, n_events: int, elapsed: float, simulator: str) -> CosimResult:
-    accepted = np.array([int(line, 16) for line in (run / ACCEPTED_FILE).read_text().split()], dtype=np.int64)
-    rows = [line.split() for line in (run / OUTPUTS_FILE).read_text().splitlines()]
-    if len(accepted) != n_events or len(rows) != n_events:
-        raise CosimError(f"{simulator}: {len(accepted)} events accepted and {len(rows)} outputs recorded, "
+    accepted_columns = _hex_columns(run / ACCEPTED_FILE)
+    accepted = accepted_columns[0] if accepted_columns else np.zeros(0, dtype=np.int64)
+    table = _hex_columns(run / OUTPUTS_FILE)
+    recorded = len(table[0]) if table else 0
+    if len(accepted) != n_events or recorded != n_events:
+        raise CosimError(f"{simulator}: {len(accepted)} events accepted and {recorded} outputs recorded, "
                          f"expected {n_events} of each (records in {run})")
     n_valid = sum(g.size for g in interface.outputs)
-    table = np.array([[int(field, 16) for field in row] for row in rows], dtype=np.int64)
     all_valid = (1 << n_valid) - 1
-    bad = np.flatnonzero(table[:, 1] != all_valid)
+    bad = np.flatnonzero(table[1] != all_valid)
     if bad.size:
-        raise CosimError(f"{simulator}: at output {bad[0]} (cycle {table[bad[0], 0]}) ap_done was high but the "
-                         f"output valid bits were {table[bad[0], 1]:#x}, not all set")
+        raise CosimError(f"{simulator}: at output {bad[0]} (cycle {table[0][bad[0]]}) ap_done was high but the "
+                         f"output valid bits were {int(table[1][bad[0]]):#x}, not all set")
     codes, column = {}, 2
     for group in interface.outputs:
-        raw = table[:, column:column + group.size]
+        raw = np.stack(table[column:column + group.size], axis=1).astype(np.int64)
         if group.type.signed:
             raw = np.where(raw >= 1 << (group.width - 1), raw - (1 << group.width), raw)
         codes[group.tensor] = raw
         column += group.size
-    latency = table[:, 0] - accepted
+    latency = table[0] - accepted
     ii = int(np.diff(accepted).max()) if n_events > 1 else 1
     return CosimResult(codes, int(latency.max()), ii, n_events / elapsed, simulator, n_events)
