@@ -73,28 +73,21 @@ class Emulator:
         return FastEmulator(self.manifest)
 
     # ---- running -----------------------------------------------------------------------------
-    def quantize_inputs(self, x) -> np.ndarray:
-        """Float events (N, *input shape) -> input codes (N, n_in), through the firmware's input type."""
-        spec = self.manifest.input
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiu":
-            raise InputError(f"input events must be numbers, got dtype {x.dtype}")
-        x = self._check_shape(x, spec, "input events")
-        bad = ~np.isfinite(x).all(axis=1)
-        if bad.any():
-            events = np.flatnonzero(bad)
-            raise InputError(
-                f"{events.size} event(s) contain NaN or infinity, which the firmware input type {spec.type} cannot "
-                f"represent: event indices {events[:10].tolist()}{' ...' if events.size > 10 else ''}"
-            )
-        return quantize(x.astype(np.float64), spec.type)
+    # A model with one input takes events as one array. A model with several takes a list or tuple of arrays in
+    # the manifest's input order, or a dict {input name: array}; each input is checked on its own, and every input
+    # must hold the same number of events. Codes come back in the same form: an array, or a dict by input name.
+    def quantize_inputs(self, x):
+        """Float events (N, *input shape) -> input codes (N, n_in), through the firmware's input type (one
+        array per input, as a dict by input name, for a model with several inputs)."""
+        codes = {spec.name: self._quantize_input(events, spec) for spec, events in self._per_input(x, "input events")}
+        return self._as_given(codes)
 
     def predict(self, x, block: int = DEFAULT_BLOCK) -> Prediction:
         """Outputs for float events (quantized to the input type first)."""
         return self.predict_codes(self.quantize_inputs(x), block)
 
     def predict_codes(self, codes, block: int = DEFAULT_BLOCK) -> Prediction:
-        """Outputs for input events given as raw codes of the input type, (N, n_in) int64."""
+        """Outputs for input events given as raw codes of the input type, (N, n_in) int64 per input."""
         traces = self._run(self._check_codes(codes), block, keep=set(self.manifest.outputs))
         out_codes = {name: traces[name] for name in self.manifest.outputs}
         values = {name: to_float(c, self.manifest.producer_type(name)) for name, c in out_codes.items()}
@@ -108,28 +101,80 @@ class Emulator:
         return self._run(self._check_codes(codes), block, keep=None)
 
     # ---- internals ---------------------------------------------------------------------------
-    def _run(self, codes: np.ndarray, block: int, keep) -> dict:
+    def _run(self, codes, block: int, keep) -> dict:
+        """Run every layer on checked codes (an array, or a dict by input name) in blocks of events."""
+        inputs = codes if isinstance(codes, dict) else {self.manifest.inputs[0].name: codes}
+        n_events = len(next(iter(inputs.values())))
         names = [layer.name for layer in self.manifest.layers] if keep is None else sorted(keep)
         out = {name: [] for name in names}
-        for start in range(0, max(len(codes), 1), block):
-            values = {self.manifest.input.name: codes[start:start + block]}
+        for start in range(0, max(n_events, 1), block):
+            values = {name: c[start:start + block] for name, c in inputs.items()}
             for layer, step in self._steps:
                 values[layer.name] = step([values[name] for name in layer.inputs])
             for name in names:
                 out[name].append(values[name])
         return {name: np.concatenate(parts) for name, parts in out.items()}
 
-    def _check_codes(self, codes) -> np.ndarray:
-        spec = self.manifest.input
+    def _check_codes(self, codes):
+        """Raw input codes checked against each input's shape and type: an array, or a dict by input name."""
+        return self._as_given({spec.name: self._checked_input_codes(c, spec)
+                               for spec, c in self._per_input(codes, "input codes")})
+
+    def _per_input(self, x, what: str) -> list:
+        """[(input Tensor, its events)] from one array (one input), a list/tuple in input order, or a dict by name."""
+        specs = self.manifest.inputs
+        names = [spec.name for spec in specs]
+        if isinstance(x, dict):
+            if sorted(x) != sorted(names):
+                raise InputError(f"{what} are given for inputs {sorted(x)}; the model's inputs are {names}")
+            arrays = [x[name] for name in names]
+        elif len(specs) == 1:
+            arrays = [x]
+        elif isinstance(x, (list, tuple)) and len(x) == len(specs):
+            arrays = list(x)
+        else:
+            raise InputError(f"the model has {len(specs)} inputs ({', '.join(names)}): give {what} as a list of "
+                             f"{len(specs)} arrays in that order, or a dict by input name")
+        counts = {name: len(np.asarray(a)) if np.ndim(a) else 0 for name, a in zip(names, arrays)}
+        if len(set(counts.values())) > 1:
+            raise InputError(f"the inputs hold different numbers of events: "
+                             f"{', '.join(f'{name}: {n}' for name, n in counts.items())}")
+        return list(zip(specs, arrays))
+
+    def _as_given(self, per_name: dict):
+        """An array for a one-input model, else the dict by input name."""
+        return next(iter(per_name.values())) if len(self.manifest.inputs) == 1 else per_name
+
+    def _quantize_input(self, x, spec) -> np.ndarray:
+        x = np.asarray(x)
+        of = self._of(spec)
+        if x.dtype.kind not in "fiu":
+            raise InputError(f"input events{of} must be numbers, got dtype {x.dtype}")
+        x = self._check_shape(x, spec, f"input events{of}")
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            events = np.flatnonzero(bad)
+            raise InputError(
+                f"{events.size} event(s){of} contain NaN or infinity, which the firmware input type {spec.type} "
+                f"cannot represent: event indices {events[:10].tolist()}{' ...' if events.size > 10 else ''}"
+            )
+        return quantize(x.astype(np.float64), spec.type)
+
+    def _checked_input_codes(self, codes, spec) -> np.ndarray:
         codes = np.asarray(codes)
+        of = self._of(spec)
         if codes.dtype != np.int64:
-            raise InputError(f"input codes must be int64 raw codes of {spec.type}, got dtype {codes.dtype}")
-        codes = self._check_shape(codes, spec, "input codes")
+            raise InputError(f"input codes{of} must be int64 raw codes of {spec.type}, got dtype {codes.dtype}")
+        codes = self._check_shape(codes, spec, f"input codes{of}")
         outside = (codes < spec.type.min_code) | (codes > spec.type.max_code)
         if outside.any():
             events = np.flatnonzero(outside.any(axis=1))
-            raise InputError(f"input codes outside the range of {spec.type} in events {events[:10].tolist()}")
+            raise InputError(f"input codes{of} outside the range of {spec.type} in events {events[:10].tolist()}")
         return np.ascontiguousarray(codes)
+
+    def _of(self, spec) -> str:
+        """' of input NAME' where the model has several inputs, else nothing."""
+        return f" of input {spec.name!r}" if len(self.manifest.inputs) > 1 else ""
 
     @staticmethod
     def _check_shape(x: np.ndarray, spec, what: str) -> np.ndarray:

@@ -53,6 +53,8 @@ def export_manifest(hls_model, name: str | None = None) -> Manifest:
         for out in node.outputs:
             tensor_owner[out] = node.name
     outputs = [tensor_owner[t] for t in hls_model.outputs]
+    order = [tensor_owner[t] for t in hls_model.inputs]  # the top function's argument order
+    inputs.sort(key=lambda tensor: order.index(tensor.name))
     manifest = Manifest(
         name=name or hls_model.config.get_project_name(),
         inputs=inputs,
@@ -119,6 +121,13 @@ def _params(node, *names) -> dict:
     return {n: int(node.get_attr(n)) for n in names}
 
 
+def _require_channels_last(node) -> None:
+    data_format = node.get_attr("data_format", "channels_last")
+    if data_format != "channels_last":
+        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): data_format {data_format!r} is not "
+                               f"supported; the emulator models channels_last")
+
+
 def _with_weights(layer: Layer, node, keys) -> Layer:
     for key in keys:
         codes, wtype = _weight_codes(node, key)
@@ -131,17 +140,6 @@ def _with_weights(layer: Layer, node, keys) -> Layer:
 @register_exporter("Dense")
 def _dense(node) -> Layer:
     layer = _base(node, "dense", **_params(node, "n_in", "n_out"))
-    layer.types["accum"] = _attr_type(node, "accum_t")
-    return _with_weights(layer, node, ("weight", "bias"))
-
-
-_CONV2D_PARAMS = ("in_height", "in_width", "n_chan", "n_filt", "filt_height", "filt_width", "stride_height",
-                  "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right", "out_height", "out_width")
-
-
-@register_exporter("Conv2D", "PointwiseConv2D")
-def _conv2d(node) -> Layer:
-    layer = _base(node, "conv2d", **_params(node, *_CONV2D_PARAMS))
     layer.types["accum"] = _attr_type(node, "accum_t")
     return _with_weights(layer, node, ("weight", "bias"))
 
@@ -182,17 +180,6 @@ def _reshape(node) -> Layer:
 def _zeropad2d(node) -> Layer:
     return _base(node, "zeropad2d", **_params(node, "in_height", "in_width", "n_chan", "pad_top", "pad_bottom",
                                                "pad_left", "pad_right", "out_height", "out_width"))
-
-
-@register_exporter("Pooling2D", "AveragePooling2D")
-def _pooling2d(node) -> Layer:
-    if node.get_attr("pool_op") != "Average":
-        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): pool_op {node.get_attr('pool_op')!r} is not supported")
-    names = ("in_height", "in_width", "n_filt", "pool_height", "pool_width", "stride_height", "stride_width",
-             "pad_top", "pad_bottom", "pad_left", "pad_right", "out_height", "out_width")
-    layer = _base(node, "avgpool2d", count_pad=int(bool(node.get_attr("count_pad", False))), **_params(node, *names))
-    layer.types["accum"] = _attr_type(node, "accum_t")
-    return layer
 
 
 @register_exporter("Resize", "UpSampling2D")

@@ -67,8 +67,8 @@ _M_BIAS, _M_PRODUCT, _M_ACCUM, _M_RESULT = range(4)
 def matmul_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec, probe):
     """hls4ml dense_latency applied to gathered inputs: y[n, p, j] = res(acc(b_j) + sum_i acc(x[n, index[p, i]] * w[i, j])).
 
-    `index` (pixels, n_in) picks each pixel's input vector (identity for Dense, im2col for Conv2D).
-    All sites report output element p * n_out + j.
+    `index` (pixels, n_in) picks each pixel's input vector (identity for Dense, im2col for Conv2D); -1 reads 0 (a tap
+    on a convolution's padding). All sites report output element p * n_out + j.
     """
     n_events = x.shape[0]
     n_pix, n_in = index.shape
@@ -86,7 +86,8 @@ def matmul_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec, prob
                 acc[j] = bias[j]
                 observe(probe, n, _M_BIAS, p * n_out + j, b[j], b_frac, acc_spec, bias[j])
             for i in range(n_in):
-                xi = x[n, index[p, i]]
+                src = index[p, i]
+                xi = x[n, src] if src >= 0 else 0
                 for j in range(n_out):
                     prod = probed_cast(probe, n, _M_PRODUCT, p * n_out + j, xi * w[i, j], prod_frac, acc_spec)
                     acc[j] = probed_cast(probe, n, _M_ACCUM, p * n_out + j, acc[j] + prod, acc_frac, acc_spec)

@@ -96,17 +96,25 @@ def _sum_bits(frac_a, width_a, frac_b, width_b) -> int:
 
 
 # ---- dense and convolution -------------------------------------------------------------------
-def _matmul_step(layer, manifest, index):
+def multiply_accumulate_sites(layer, manifest, elements: int) -> tuple:
+    """For a layer computing res(acc(b) + sum acc(x * w)) (dense, convolutions): check that every value fits the
+    exact int64 path; its kernel's sites (kernels.MATMUL_SITES), each with `elements` elements."""
     x_t, w_t, b_t = _in_type(layer, manifest), layer.types["weight"], layer.types["bias"]
     acc_t = layer.types["accum"]
     _fits(layer, _product_bits(x_t, w_t), "the product input*weight")
     _fits(layer, acc_t.width + 1, "the accumulator sum")
     _fits(layer, _sum_bits(b_t.fractional, b_t.width, acc_t.fractional, acc_t.width), "the bias cast")
+    return _casts(kernels.MATMUL_SITES, elements, (acc_t, b_t.fractional), (acc_t, x_t.fractional + w_t.fractional),
+                  (acc_t, acc_t.fractional), (layer.result, acc_t.fractional))
+
+
+def _matmul_step(layer, manifest, index):
+    x_t, w_t, b_t = _in_type(layer, manifest), layer.types["weight"], layer.types["bias"]
     w = np.ascontiguousarray(layer.tensors["weight"].reshape(index.shape[1], -1))
     b = np.ascontiguousarray(layer.tensors["bias"].ravel())
-    args = (x_t.fractional, index, w, w_t.fractional, b, b_t.fractional, type_spec(acc_t), type_spec(layer.result))
-    sites = _casts(kernels.MATMUL_SITES, index.shape[0] * w.shape[1], (acc_t, b_t.fractional),
-                   (acc_t, x_t.fractional + w_t.fractional), (acc_t, acc_t.fractional), (layer.result, acc_t.fractional))
+    sites = multiply_accumulate_sites(layer, manifest, index.shape[0] * w.shape[1])
+    args = (x_t.fractional, index, w, w_t.fractional, b, b_t.fractional, type_spec(layer.types["accum"]),
+            type_spec(layer.result))
     return Step(lambda xs, probe: kernels.matmul_cast(xs[0], *args, probe), sites)
 
 
@@ -116,20 +124,26 @@ def _dense(layer, manifest):
     return _matmul_step(layer, manifest, np.arange(n_in, dtype=np.int64).reshape(1, n_in))
 
 
-def im2col_index(p: dict) -> np.ndarray:
-    """(pixels, fh*fw*cin) input indices of each output pixel, in hls4ml's (kh, kw, cin) order; -1 marks padding."""
-    if any(p[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")):
-        raise UnsupportedType("conv2d with padding inside the layer is not supported (hls4ml inserts ZeroPadding2D)")
+def im2col_index(p: dict, padded: bool = False) -> np.ndarray:
+    """(pixels, fh*fw*cin) input indices of each output pixel, in the (kh, kw, cin) order of hls4ml's io_parallel
+    fill_buffer. Taps on padding inside the layer (io_parallel 'same' convolutions), which read 0, are -1: only
+    for callers that say they handle them (`padded`); others get a clear refusal."""
+    pads = (p["pad_top"], p["pad_bottom"], p["pad_left"], p["pad_right"])
+    if any(pads) and not padded:
+        raise UnsupportedType(f"a convolution with padding inside the layer (top, bottom, left, right = {pads}) is "
+                              f"handled by the reference emulator and the RTL generator only")
     oh, ow = np.meshgrid(np.arange(p["out_height"]), np.arange(p["out_width"]), indexing="ij")
     kh, kw, c = np.meshgrid(np.arange(p["filt_height"]), np.arange(p["filt_width"]), np.arange(p["n_chan"]), indexing="ij")
-    rows = oh.reshape(-1, 1) * p["stride_height"] + kh.reshape(1, -1)
-    cols = ow.reshape(-1, 1) * p["stride_width"] + kw.reshape(1, -1)
-    return ((rows * p["in_width"] + cols) * p["n_chan"] + c.reshape(1, -1)).astype(np.int64)
+    rows = oh.reshape(-1, 1) * p["stride_height"] + kh.reshape(1, -1) - p["pad_top"]
+    cols = ow.reshape(-1, 1) * p["stride_width"] + kw.reshape(1, -1) - p["pad_left"]
+    inside = (rows >= 0) & (rows < p["in_height"]) & (cols >= 0) & (cols < p["in_width"])
+    index = (rows * p["in_width"] + cols) * p["n_chan"] + c.reshape(1, -1)
+    return np.where(inside, index, -1).astype(np.int64)
 
 
 @planner("conv2d")
 def _conv2d(layer, manifest):
-    return _matmul_step(layer, manifest, im2col_index(layer.params))
+    return _matmul_step(layer, manifest, im2col_index(layer.params, padded=True))
 
 
 # ---- element-wise ----------------------------------------------------------------------------

@@ -3,3 +3,5 @@
 from .generator import Interface, PortGroup, RtlDesign, generate_rtl, manifest_interface
 
 __all__ = ["Interface", "PortGroup", "RtlDesign", "generate_rtl", "manifest_interface"]
+
+from . import ops_structure  # noqa: E402,F401  (registers the structure ops' generators)

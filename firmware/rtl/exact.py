@@ -80,6 +80,20 @@ def square(body: Body, x: Value) -> Value:
     return _exact(_resized(body, f"({operand} * {operand})", width, lo, hi), 2 * x.frac, lo, hi)
 
 
+def product(body: Body, a: Value, b: Value) -> Value:
+    """a * b, exact, on the grid 2**-(a.frac + b.frac)."""
+    frac = a.frac + b.frac
+    if a.constant or b.constant:
+        constant, other = (a, b) if a.constant else (b, a)
+        return scaled(body, other, constant.code, 0, frac)
+    ends = (a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi)
+    lo, hi = min(ends), max(ends)
+    width = max(signed_width(lo, hi), signed_width(a.lo, a.hi), signed_width(b.lo, b.hi))
+    a, b = body.named(a), body.named(b)
+    expr = f"($signed({extended(a, width)}) * $signed({extended(b, width)}))"
+    return _exact(_resized(body, expr, width, lo, hi), frac, lo, hi)
+
+
 def divided(body: Body, x: Value, n: int) -> Value:
     """trunc(x_code / n) for n > 0 (C integer division, towards zero), on x's grid."""
     def trunc(code):

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.fixed_type import FixedType
+from emulator.fixed_type import FixedType, UnsupportedType
 from emulator.manifest import Manifest, ManifestError
 
 from .casts import CastLibrary
@@ -92,6 +92,10 @@ def manifest_interface(manifest: Manifest, top: str = "myproject", input_style: 
     """The Interface of a manifest's design; `port_names` maps tensor names to port base names (default: the
     tensor name made a Verilog identifier), e.g. {"kl": "layer13_out"} for RTL that Vivado HLS generated."""
     names = port_names or {}
+    if len(manifest.inputs) != 1:
+        raise UnsupportedType(f"model {manifest.name!r} has {len(manifest.inputs)} inputs "
+                              f"({', '.join(t.name for t in manifest.inputs)}); the generated top level, like the "
+                              f"co-simulation harness, takes one input tensor")
     spec = manifest.input
     inp = PortGroup(spec.name, names.get(spec.name, identifier(spec.name)), spec.size, spec.type)
     outputs = tuple(PortGroup(name, names.get(name, identifier(name)), manifest.layer(name).size,

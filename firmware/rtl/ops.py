@@ -82,29 +82,27 @@ def accumulate(build: LayerBuild, terms: list, acc: FixedType) -> Value:
     return total
 
 
+def neuron(build: LayerBuild, bias: int, taps) -> Value:
+    """hls4ml's multiply-accumulate of one output: res(acc(b) + sum acc(x_i w_i)), taps [(x_i Value, w_i code)]."""
+    layer = build.layer
+    w_t, b_t, acc_t = layer.types["weight"], layer.types["bias"], layer.types["accum"]
+    terms = [Value.const(cast_constant(bias, b_t.fractional, acc_t), acc_t.fractional)]
+    for xi, w in taps:
+        if w == 0 or xi.is_zero:
+            continue
+        product = scaled(build.body, xi, w, 0, xi.frac + w_t.fractional)
+        terms.append(build.cast(product, acc_t, "p"))
+    return build.cast(accumulate(build, terms, acc_t), layer.result, "y")
+
+
 def matmul(build: LayerBuild, index: np.ndarray) -> list:
-    """hls4ml dense_latency on each row of `index` (input element numbers): y = res(acc(b) + sum acc(x_i w_ij))."""
+    """hls4ml dense_latency on each row of `index` (input element numbers, -1 for a padded tap, which reads 0)."""
     layer = build.layer
     x = build.inputs[0]
-    w_t, b_t, acc_t = layer.types["weight"], layer.types["bias"], layer.types["accum"]
-    n_pix, n_in = index.shape
-    weight = layer.tensors["weight"].reshape(n_in, -1)
+    weight = layer.tensors["weight"].reshape(index.shape[1], -1)
     bias = layer.tensors["bias"].ravel()
-    n_out = weight.shape[1]
-    outputs = []
-    for p in range(n_pix):
-        for j in range(n_out):
-            code = cast_constant(int(bias[j]), b_t.fractional, acc_t)
-            terms = [Value.const(code, acc_t.fractional)]
-            for i in range(n_in):
-                w = int(weight[i, j])
-                xi = x[index[p, i]]
-                if w == 0 or xi.is_zero:
-                    continue
-                product = scaled(build.body, xi, w, 0, xi.frac + w_t.fractional)
-                terms.append(build.cast(product, acc_t, "p"))
-            outputs.append(build.cast(accumulate(build, terms, acc_t), layer.result, "y"))
-    return outputs
+    return [neuron(build, int(bias[j]), [(x[src], int(weight[i, j])) for i, src in enumerate(row) if src >= 0])
+            for row in index for j in range(weight.shape[1])]
 
 
 @generator("dense")
@@ -115,7 +113,7 @@ def _dense(build):
 
 @generator("conv2d")
 def _conv2d(build):
-    return matmul(build, im2col_index(build.layer.params))
+    return matmul(build, im2col_index(build.layer.params, padded=True))
 
 
 # ---- element-wise -----------------------------------------------------------------------------------------
