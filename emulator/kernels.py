@@ -223,12 +223,13 @@ _K_MEAN_SQ, _K_PLUS_ONE, _K_INDEX, _K_MINUS_EXP, _K_MINUS_MEAN_SQ, _K_SUM, _K_ME
 
 @nb.njit(**_JIT)
 def kl_divergence_cast(mean, mean_frac, logvar, logvar_frac, one, table, table_frac, index_scale, index_shift,
-                       index_offset, inv_n, acc_spec, minus_half, res_spec, probe):
+                       index_offset, inv_n, acc_spec, minus_half, res_spec, order, probe):
     """The VAE's KL head (hls4ml contrib/kl_layer semantics): res(-0.5 * acc(tree_sum(kl_i) * acc(1/n))).
 
     kl_i = acc(acc(acc(L(1) + logvar_i) - exp_table[idx_i]) - acc(mean_i**2)), with
     idx_i = clamp(floor(logvar_code_i * index_scale / 2**index_shift) + index_offset, 0, len(table) - 1), `one` = L(1)
-    as a code of logvar's type, `inv_n` = acc(1/n) and `minus_half` = res(-0.5) as codes.
+    as a code of logvar's type, `inv_n` = acc(1/n) and `minus_half` = res(-0.5) as codes; the tree takes the kl_i
+    in the order `order` (a permutation of the inputs, see plan.summation_order).
     Per-input sites report element i; the sum, mean and result sites element 0.
     """
     n_events, n_in = mean.shape
@@ -249,7 +250,7 @@ def kl_divergence_cast(mean, mean_frac, logvar, logvar_frac, one, table, table_f
             k = probed_cast(probe, n, _K_MINUS_EXP, i, aligned(k, acc_frac, f2) - aligned(table[idx], table_frac, f2),
                             f2, acc_spec)
             kl[i] = probed_cast(probe, n, _K_MINUS_MEAN_SQ, i, k - mean_sq, acc_frac, acc_spec)
-        total = tree_sum(kl, 0, n_in, acc_frac, acc_spec, probe, n, _K_SUM)
+        total = tree_sum(kl[order], 0, n_in, acc_frac, acc_spec, probe, n, _K_SUM)
         total = probed_cast(probe, n, _K_MEAN, 0, total * inv_n, 2 * acc_frac, acc_spec)
         y[n, 0] = probed_cast(probe, n, _K_RESULT, 0, minus_half * total, res_frac + acc_frac, res_spec)
     return y
@@ -260,8 +261,9 @@ _S_DIFF, _S_SQUARE, _S_LEAF, _S_SUM, _S_MEAN, _S_RESULT = range(6)
 
 
 @nb.njit(**_JIT)
-def mse_cast(ref, ref_frac, rec, rec_frac, diff_spec, sq_spec, acc_spec, inv_n, res_spec, probe):
-    """The AE's distance head: res(acc(tree_sum(acc(sq((rec_i - ref_i)**2))) * acc(1/n))).
+def mse_cast(ref, ref_frac, rec, rec_frac, diff_spec, sq_spec, acc_spec, inv_n, res_spec, order, probe):
+    """The AE's distance head: res(acc(tree_sum(acc(sq((rec_i - ref_i)**2))) * acc(1/n))), the tree taking the
+    leaves in the order `order` (a permutation of the inputs, see plan.summation_order).
 
     Per-input sites report element i; the sum, mean and result sites element 0.
     """
@@ -277,7 +279,7 @@ def mse_cast(ref, ref_frac, rec, rec_frac, diff_spec, sq_spec, acc_spec, inv_n, 
                             frac, diff_spec)
             s = probed_cast(probe, n, _S_SQUARE, i, d * d, 2 * d_frac, sq_spec)
             leaves[i] = probed_cast(probe, n, _S_LEAF, i, s, sq_spec[1], acc_spec)
-        total = tree_sum(leaves, 0, n_in, acc_frac, acc_spec, probe, n, _S_SUM)
+        total = tree_sum(leaves[order], 0, n_in, acc_frac, acc_spec, probe, n, _S_SUM)
         mean = probed_cast(probe, n, _S_MEAN, 0, total * inv_n, 2 * acc_frac, acc_spec)
         y[n, 0] = probed_cast(probe, n, _S_RESULT, 0, mean, acc_frac, res_spec)
     return y

@@ -95,6 +95,22 @@ def _sum_bits(frac_a, width_a, frac_b, width_b) -> int:
     return max(width_a + frac - frac_a, width_b + frac - frac_b) + 1
 
 
+SUM_ORDERS = ("forward", "reversed")
+"""Values of the layer param `sum_order`: the order in which a dense or convolution layer accumulates its products,
+or a score head reduces its terms; hls4ml's is `forward` (the default, and what every exported manifest means).
+`reversed` exists for mutation testing: under saturating accumulation the order changes the result."""
+
+
+def summation_order(layer: Layer, n: int) -> np.ndarray:
+    """The order (a permutation of range(n)) in which `layer` sums its n terms."""
+    order = layer.params.get("sum_order", "forward")
+    if order not in SUM_ORDERS:
+        raise UnsupportedType(f"layer {layer.name!r} ({layer.op}): sum_order {order!r} is not one of "
+                              f"{', '.join(SUM_ORDERS)}")
+    terms = np.arange(n, dtype=np.int64)
+    return terms[::-1].copy() if order == "reversed" else terms
+
+
 # ---- dense and convolution -------------------------------------------------------------------
 def multiply_accumulate_sites(layer, manifest, elements: int) -> tuple:
     """For a layer computing res(acc(b) + sum acc(x * w)) (dense, convolutions): check that every value fits the
@@ -110,7 +126,9 @@ def multiply_accumulate_sites(layer, manifest, elements: int) -> tuple:
 
 def _matmul_step(layer, manifest, index):
     x_t, w_t, b_t = _in_type(layer, manifest), layer.types["weight"], layer.types["bias"]
-    w = np.ascontiguousarray(layer.tensors["weight"].reshape(index.shape[1], -1))
+    order = summation_order(layer, index.shape[1])
+    index = np.ascontiguousarray(index[:, order])
+    w = np.ascontiguousarray(layer.tensors["weight"].reshape(index.shape[1], -1)[order])
     b = np.ascontiguousarray(layer.tensors["bias"].ravel())
     sites = multiply_accumulate_sites(layer, manifest, index.shape[0] * w.shape[1])
     args = (x_t.fractional, index, w, w_t.fractional, b, b_t.fractional, type_spec(layer.types["accum"]),
@@ -267,6 +285,7 @@ def _kl_divergence(layer, manifest):
         logvar_t.fractional, constant_code(1.0, logvar_t),
         layer.tensors["exp_table"].ravel(), table_t.fractional, scale, shift, offset,
         constant_code(1.0 / p["n_in"], acc_t), type_spec(acc_t), constant_code(-0.5, res_t), type_spec(res_t),
+        summation_order(layer, p["n_in"]),
     )
     n, acc_frac = p["n_in"], acc_t.fractional
     sites = (
@@ -297,5 +316,6 @@ def _mse(layer, manifest):
                     (sq_t, 2 * diff_t.fractional), (acc_t, sq_t.fractional))
              + _casts(kernels.MSE_SITES[3:], 1, (acc_t, acc_frac), (acc_t, 2 * acc_frac), (layer.result, acc_frac)))
     res_spec = type_spec(layer.result)
+    order = summation_order(layer, n)
     return Step(lambda xs, probe: kernels.mse_cast(xs[0], ref_t.fractional, xs[1], rec_t.fractional, *specs, inv_n,
-                                                   res_spec, probe), sites)
+                                                   res_spec, order, probe), sites)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from emulator.coverage import InstrumentedEmulator
+from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.fixed_type import FixedType
 from emulator.manifest import Layer, Manifest, Tensor
@@ -76,7 +77,7 @@ def test_deeper_bins_are_searched_verified_or_reported():
     data = random_codes(manifest, 1000, seed=8)
     empty = emulator.cover_codes(data).report.empty()
     deep = [b for b in empty if b.split("/")[0] in ("fc", "lrelu", "z_mean")]
-    result = targeted_stimuli(manifest, deep, data, search_events=8192)
+    result = targeted_stimuli(manifest, deep, data, budget=SearchBudget(events=8192))
     assert set(result.found) | set(result.unreachable) | set(result.missed) == set(deep)
     if result.found:
         ids = list(result.found)

@@ -3,6 +3,8 @@ bins it proves unreachable, each with the bound that proves it.
 
 The enclosure follows the arithmetic of /tmp/semantics.md with intervals of codes (int64, exact: the planner has
 checked that every intermediate value fits). An element of a site no cast ever reaches has an empty interval.
+Where a site's values are sums or constant multiples of exact products, the enclosure also knows their low bits
+(value = residue mod 2**bits): a rounding tie is impossible when those bits never make one.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from emulator.arith import O_SAT, ROUNDING_ID, cast_raw, type_spec
 from emulator.fixed_type import FixedType
 from emulator.manifest import Manifest
 from emulator.plan import (constant_code, exp_table_index, gather_index, im2col_index, plan_layer, pool_windows,
-                           scale_channel)
+                           scale_channel, summation_order)
 
-from .bins import TRIGGER_SITE, Trigger, coverage_bins
+from .affine import AffineBounds
+from .bins import TRIGGER_SITE, Bin, Trigger, coverage_bins
 
 _EMPTY_LO, _EMPTY_HI = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 _REFERENCE_WIDTH = 63  # wider than any emulated type: rounds without losing an overflow
@@ -62,6 +65,8 @@ class _Hull:
         self.site = site
         self.lo = np.full(site.elements, _EMPTY_LO, dtype=np.int64)
         self.hi = np.full(site.elements, _EMPTY_HI, dtype=np.int64)
+        self.bits = np.zeros(site.elements, dtype=np.int64)  # known low bits of every value: none
+        self.residue = np.zeros(site.elements, dtype=np.int64)
 
     def cast(self, lo, hi, elements=slice(None)):
         """Record values in [lo, hi] at `elements` and return the enclosure of their cast."""
@@ -72,6 +77,18 @@ class _Hull:
     def record(self, lo, hi, elements=slice(None)):
         self.lo[elements] = np.minimum(self.lo[elements], lo)
         self.hi[elements] = np.maximum(self.hi[elements], hi)
+
+    def congruent(self, bits, residue, elements=slice(None)):
+        """Every value cast at `elements` is `residue` mod 2**bits (a site cast once per element)."""
+        bits = np.minimum(bits, 62)
+        self.bits[elements] = bits
+        self.residue[elements] = np.asarray(residue, dtype=np.int64) & ((np.int64(1) << bits) - 1)
+
+
+def low_zero_bits(values) -> np.ndarray:
+    """Trailing zero bits of each integer (63 for 0)."""
+    v = np.asarray(values, dtype=np.int64)
+    return np.array([(int(c) & -int(c)).bit_length() - 1 if c else 63 for c in v.ravel()], np.int64).reshape(v.shape)
 
 
 def _times(lo, hi, c):
@@ -121,7 +138,7 @@ def _matmul(layer, inputs, hulls, index):
     for p in range(index.shape[0]):
         cols = slice(p * n_out, (p + 1) * n_out)
         acc_lo, acc_hi = bias.cast(b, b, cols)
-        for i in range(index.shape[1]):
+        for i in summation_order(layer, index.shape[1]):
             src = index[p, i]
             q_lo, q_hi = product.cast(*_times(x_lo[src], x_hi[src], w[i]), cols)
             acc_lo, acc_hi = accum.cast(acc_lo + q_lo, acc_hi + q_hi, cols)
@@ -211,7 +228,8 @@ def _kl(layer, manifest, inputs, hulls):
     up_k, up_e = f2 - acc_t.fractional, f2 - table_t.fractional
     k_lo, k_hi = minus_exp.cast((k_lo << up_k) - (e_hi << up_e), (k_hi << up_k) - (e_lo << up_e))
     kl_lo, kl_hi = minus_mean_sq.cast(k_lo - sq_hi, k_hi - sq_lo)
-    s_lo, s_hi = _tree(kl_lo, kl_hi, 0, layer.params["n_in"], total)
+    order = summation_order(layer, layer.params["n_in"])
+    s_lo, s_hi = _tree(kl_lo[order], kl_hi[order], 0, layer.params["n_in"], total)
     s_lo, s_hi = mean.cast(*_times(s_lo, s_hi, constant_code(1.0 / layer.params["n_in"], acc_t)))
     return result.cast(*_times(s_lo, s_hi, constant_code(-0.5, layer.result)))
 
@@ -226,16 +244,79 @@ def _mse(layer, manifest, inputs, hulls):
     d_hi = (c_hi << (frac - rec_t.fractional)) - (r_lo << (frac - ref_t.fractional))
     s_lo, s_hi = square.cast(*_square(*diff.cast(d_lo, d_hi)))
     l_lo, l_hi = leaf.cast(s_lo, s_hi)
-    t_lo, t_hi = _tree(l_lo, l_hi, 0, layer.params["n_in"], total)
+    order = summation_order(layer, layer.params["n_in"])
+    t_lo, t_hi = _tree(l_lo[order], l_hi[order], 0, layer.params["n_in"], total)
     m_lo, m_hi = mean.cast(*_times(t_lo, t_hi, constant_code(1.0 / layer.params["n_in"], layer.types["accum"])))
     return result.cast(m_lo, m_hi)
 
 
+# ---- known low bits: per tensor element, trailing zero bits of every code; per site, value mod 2**bits ---------
+def _exact_zeros(zeros, hull, elements=slice(None)) -> np.ndarray:
+    """Trailing zeros of the codes a site's casts give, from those of the pre-cast values: the cast is exact and the
+    codes keep them (shifted) when no cast overflows and no dropped bit is set."""
+    t, shift = hull.site.type, hull.site.source_frac - hull.site.type.fractional
+    lo, hi = hull.lo[elements], hull.hi[elements]
+    empty = lo > hi  # no cast: no codes to constrain
+    r_lo, r_hi = (rounded_codes(np.where(empty, 0, v), hull.site.source_frac, t) for v in (lo, hi))
+    kept = (r_lo >= t.min_code + (t.overflow == "SAT_SYM")) & (r_hi <= t.max_code)
+    return np.where(empty, 63, np.where(kept & (zeros >= shift), np.minimum(zeros - shift, 63), 0))
+
+
+def _sum_low_bits(layer, hulls, x_zeros, x_lo, x_hi, index) -> np.ndarray:
+    """Dense and convolution: with products exact on the accumulator's grid and an accumulator that wraps (or never
+    saturates), each final sum is the bias code plus multiples of 2**(zeros of w*x + grid shift) over the inputs
+    that are not always 0: record that on the result site; return the output codes' trailing zeros."""
+    bias, product, accum, result = hulls
+    acc_t = accum.site.type
+    up = acc_t.fractional - product.site.source_frac
+    r_lo, r_hi = (rounded_codes(v, acc_t.fractional, acc_t) for v in (accum.lo, accum.hi))
+    kept = acc_t.overflow == "WRAP" or (r_lo.min() >= acc_t.min_code and r_hi.max() <= acc_t.max_code)
+    if up < 0 or not kept or bias.site.source_frac > acc_t.fractional:
+        return np.zeros(result.site.elements, dtype=np.int64)
+    w = layer.tensors["weight"].reshape(index.shape[1], -1)
+    n_out = w.shape[1]
+    w_zeros = low_zero_bits(w) + up
+    for p in range(index.shape[0]):
+        cols = slice(p * n_out, (p + 1) * n_out)
+        src = index[p]
+        live = (x_lo[src] != 0) | (x_hi[src] != 0)
+        zeros = np.where(live[:, None], w_zeros + x_zeros[src][:, None], 63).min(axis=0, initial=63)
+        bits = np.minimum(zeros, acc_t.width if acc_t.overflow == "WRAP" else 63)
+        result.congruent(bits, cast_codes(bias.lo[cols], bias.site.source_frac, acc_t), cols)
+    residue_zeros = np.where(result.residue == 0, result.bits, low_zero_bits(result.residue))
+    return _exact_zeros(np.minimum(result.bits, residue_zeros), result)
+
+
+def _low_bits(layer, manifest, hulls, inputs, zeros) -> np.ndarray:
+    """Record the low bits known at `layer`'s sites; return the trailing zeros of its output codes."""
+    none = np.zeros(layer.size, dtype=np.int64)
+    if layer.op in ("dense", "conv2d"):
+        index = (np.arange(layer.params["n_in"]).reshape(1, -1) if layer.op == "dense"
+                 else im2col_index(layer.params))
+        return _sum_low_bits(layer, hulls, zeros[0], *inputs[0], index)
+    if layer.op in ("linear", "reshape", "zeropad2d", "upsampling2d"):
+        index = gather_index(layer)
+        return np.where(index >= 0, _exact_zeros(zeros[0][np.maximum(index, 0)], hulls[0]), 63)
+    if layer.op in ("relu", "leaky_relu"):
+        alpha = layer.params["alpha"] if layer.op == "leaky_relu" else 0
+        positive, negative = hulls
+        return np.minimum(_exact_zeros(zeros[0], positive), _exact_zeros(zeros[0] + low_zero_bits([alpha])[0], negative))
+    n = layer.params.get("n_in", 1)
+    constant = {"kl_divergence": [("mean", 1.0 / n, "accum"), ("result", -0.5, None)],
+                "mse": [("mean", 1.0 / n, "accum")]}.get(layer.op, [])
+    sites = {h.site.name: h for h in hulls}
+    for name, value, kind in constant:  # a sum times a constant code: multiples of its trailing zeros
+        code = constant_code(value, layer.types[kind] if kind else layer.result)
+        sites[name].congruent(low_zero_bits([code]), 0)
+    return none
+
+
 # ---- the analysis ----------------------------------------------------------------------------------------------
 class Enclosure:
-    """Per layer: its output code enclosure (lo, hi arrays) and its sites' pre-cast value hulls."""
+    """Per layer: its output code enclosure (lo, hi arrays) and its sites' pre-cast value hulls; `relational`
+    tightens both with affine bounds in the input codes (affine.py)."""
 
-    def __init__(self, manifest: Manifest, input_lo=None, input_hi=None):
+    def __init__(self, manifest: Manifest, input_lo=None, input_hi=None, relational: bool = True):
         t = manifest.input.type
         n = manifest.input.size
         lo = np.full(n, t.min_code, np.int64) if input_lo is None else np.asarray(input_lo, np.int64)
@@ -243,12 +324,16 @@ class Enclosure:
         self.manifest = manifest
         self.outputs = {manifest.input.name: (lo, hi)}
         self.sites = {}
+        self.zeros = {manifest.input.name: np.zeros(n, dtype=np.int64)}
+        self.affine = affine = AffineBounds(manifest, lo, hi) if relational else None
         for layer in manifest.layers:
             if layer.op not in _TRANSFERS:
                 raise NotImplementedError(f"layer {layer.name!r}: no interval transfer for op {layer.op!r}")
             hulls = [_Hull(site) for site in plan_layer(layer, manifest).sites]
             inputs = [self.outputs[name] for name in layer.inputs]
-            self.outputs[layer.name] = _TRANSFERS[layer.op](layer, manifest, inputs, hulls)
+            out = _TRANSFERS[layer.op](layer, manifest, inputs, hulls)
+            self.outputs[layer.name] = out if affine is None else affine.refine(layer, manifest, inputs, hulls, out)
+            self.zeros[layer.name] = _low_bits(layer, manifest, hulls, inputs, [self.zeros[name] for name in layer.inputs])
             self.sites[layer.name] = {h.site.name: h for h in hulls}
 
     def unreachable(self, bins, trigger: Trigger | None = None) -> dict:
@@ -259,6 +344,11 @@ class Enclosure:
             if proof is not None:
                 proofs[b.id] = proof
         return proofs
+
+    def proof(self, bin_id: str):
+        """The proof that the (non-trigger) bin `bin_id` is unreachable, or None."""
+        layer, site, element, kind = bin_id.split("/")
+        return self._proof(Bin(layer, site, int(element), kind))
 
     def _proof(self, b):
         hull = self.sites[b.layer][b.site]
@@ -288,7 +378,15 @@ class Enclosure:
         if b.kind == "at_max" and c_hi < t.max_code:
             return f"{where}: result code <= {c_hi} < max code {t.max_code} of {t}"
         if b.kind == "tie":
-            step, half = 1 << (frac - t.fractional), 1 << (frac - t.fractional - 1)
+            shift = frac - t.fractional
+            if shift <= 0:
+                return f"the cast from the 2^-{frac} grid into {t} drops no fractional bits"
+            bits = min(int(hull.bits[b.element]), shift)
+            residue = int(hull.residue[b.element])
+            if bits and (residue - (1 << (shift - 1))) % (1 << bits):
+                return (f"{where}: every value is {residue} mod 2^{bits} on the 2^-{frac} grid; a tie is "
+                        f"{1 << (shift - 1)} mod 2^{shift}")
+            step, half = 1 << shift, 1 << (shift - 1)
             first = lo + (half - lo) % step
             if first > hi:
                 return f"{where}: no value on the 2^-{frac} grid in it is a tie (first tie above is {first})"

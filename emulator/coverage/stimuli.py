@@ -1,13 +1,13 @@
 """Targeted stimuli: input events (codes within the deployed input type's range) that reach coverage bins a data set
-left empty, found with the instrumented emulator as the oracle and verified by it on the whole model.
+left empty, each verified on the instrumented emulator of the whole model; bins proved unreachable are reported with
+the proof, never as missed.
 
-First layers (those reading the model input) are linear in the input codes. A tie of a cast that sees a*x + c of one
-input code x (batchnorm results, dense products) is solved as a congruence (or proved impossible); otherwise the
-searcher sweeps one input code over its whole range (or a dense sample of it) from constructed base events: all
-zeros, and per output element the event that maximises / minimises it (every input at the end of its range that the
-sign of its weight or scale favours).
-Deeper bins are searched from data events by random coordinate mutation. Bins that interval analysis proves
-unreachable are reported with their proof, never as missed.
+In order: interval analysis over the input range (intervals.py); bins of element-local layers become conditions on
+one code of their anchor, tried exhaustively (preimages.py): built directly when the anchor is the input, proved
+unreachable when no code reaches them; dense and convolution layers reading the input are linear in the input codes:
+their ties are solved as congruences and their other bins swept one input code at a time from constructed events;
+what is left is searched from the data events (search.py), guided by each event's distance from each bin; what
+the search misses is tried once more for a proof with the linear relaxation of the model (relaxation.py).
 """
 
 from __future__ import annotations
@@ -17,16 +17,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emulator.manifest import Manifest
-from emulator.plan import plan_layer, scale_channel
+from emulator.plan import plan_layer
 
-from .bins import Trigger
+from .bins import Trigger, coverage_bins
 from .instrumented import InstrumentedEmulator
-from .intervals import unreachable_bins
+from .intervals import Enclosure
+from .preimages import translate
+from .relaxation import lp_proofs
+from .search import SearchBudget, guided_search
 
 SWEEP = 1 << 15
 """Most codes one coordinate sweep tries: the whole input range when it has no more codes, else a contiguous window
 around the base code plus an even spread over the range."""
-ELEMENTWISE = ("batchnorm", "relu", "leaky_relu", "linear")
+LINEAR_FIRST = ("dense", "conv2d")
+SEEDS = 2048
+"""Data events the search starts from (a random sample when there are more)."""
 
 
 @dataclass
@@ -46,34 +51,57 @@ class Stimuli:
 
 
 def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trigger | None = None,
-                     search_events: int = 1 << 16, seed: int = 0) -> Stimuli:
-    """Search input events for each bin of `bin_ids` (typically `CoverageReport.empty()`)."""
+                     budget: SearchBudget = SearchBudget(), seed: int = 0) -> Stimuli:
+    """Find input events for each bin of `bin_ids` (typically `CoverageReport.empty()`), or prove it unreachable."""
     out = Stimuli()
-    proofs = unreachable_bins(manifest, trigger)
-    todo = []
-    for bin_id in bin_ids:
-        if bin_id in proofs:
-            out.unreachable[bin_id] = proofs[bin_id]
-        else:
-            todo.append(bin_id)
-    first = {layer.name for layer in manifest.layers if layer.inputs == [manifest.input.name]}
-    for name in sorted(first):
-        wanted = [b for b in todo if b.split("/")[0] == name]
-        if wanted:
-            found, exhausted = first_layer_stimuli(manifest, name, wanted)
-            out.found.update(found)
-            out.unreachable.update(exhausted)
+    enclosure = Enclosure(manifest)
+    wanted = set(bin_ids)
+    out.unreachable.update(enclosure.unreachable([b for b in coverage_bins(manifest, trigger) if b.id in wanted],
+                                                 trigger))
+    todo = [b for b in bin_ids if b not in out.unreachable]
+    targets, exhausted = translate(manifest, todo, enclosure)
+    out.unreachable.update(exhausted)
+    size = manifest.input.size
+    for bin_id, target in targets.items():
+        if target.layer == manifest.input.name:
+            event = np.zeros(size, dtype=np.int64)
+            event[target.element] = target.nearest(0)
+            out.found[bin_id] = event
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
-    if todo and data_codes is not None and len(data_codes):
-        out.found.update(mutation_search(manifest, todo, data_codes, trigger, search_events, seed))
+    for layer in manifest.layers:
+        mine = [b for b in todo if b.split("/")[0] == layer.name]
+        if mine and layer.op in LINEAR_FIRST and layer.inputs == [manifest.input.name]:
+            found, impossible = first_layer_stimuli(manifest, layer.name, mine)
+            out.found.update(found)
+            out.unreachable.update(impossible)
+    todo = [b for b in todo if b not in out.found and b not in out.unreachable]
+    if todo:
+        seeds = _seeds(manifest, data_codes, out.found, seed)
+        oracle = InstrumentedEmulator(manifest, trigger)
+        reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, budget, seed)
+        out.found.update({todo[k]: event for k, event in reached.items()})
+        out.unreachable.update(lp_proofs(manifest, enclosure, [b for b in todo if b not in out.found], targets))
     _verify(manifest, out.found, trigger)
     out.missed = [b for b in bin_ids if b not in out.found and b not in out.unreachable]
     return out
 
 
+def _seeds(manifest: Manifest, data_codes, found: dict, seed: int) -> np.ndarray:
+    """Where the search starts: a sample of the data events, the events already found, zero and the range ends."""
+    t, size = manifest.input.type, manifest.input.size
+    rows = [np.full((1, size), code, dtype=np.int64) for code in (0, t.min_code, t.max_code)]
+    if data_codes is not None and len(data_codes):
+        data = np.asarray(data_codes, dtype=np.int64)
+        pick = np.random.default_rng(seed).choice(len(data), min(len(data), SEEDS), replace=False)
+        rows.append(data[np.sort(pick)])
+    if found:
+        rows.append(np.stack(list(found.values())))
+    return np.concatenate(rows)
+
+
 def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids) -> tuple:
-    """({bin id: event} found for bins of a layer that reads the model input, {bin id: proof} for bins an exhaustive
-    sweep shows unreachable (elementwise layers over an input type of at most SWEEP codes))."""
+    """({bin id: event} found, {bin id: proof of unreachability}) for bins of a dense or convolution layer that reads
+    the model input: ties of products solved as congruences, the rest swept one input code at a time."""
     layer = manifest.layer(layer_name)
     oracle = InstrumentedEmulator(Manifest(f"{manifest.name}:{layer_name}", manifest.inputs, [layer], [layer_name]))
     t = manifest.input.type
@@ -93,11 +121,7 @@ def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids) -> tuple:
     todo = [b for b in todo if b not in impossible]
     if constructed:
         probe(np.stack(constructed))
-    codes = _sweep_codes(t, 0)
-    probe(np.repeat(codes[:, None], n_in, axis=1))  # every input at the same code: each element-local cast sees all
-    if layer.op in ELEMENTWISE and codes.size == t.max_code - t.min_code + 1:
-        exhausted = {b: f"exhaustive: no input code of {t} reaches it" for b in todo}
-        return found, exhausted
+    probe(np.repeat(_sweep_codes(t, 0)[:, None], n_in, axis=1))  # every input at the same code
     weights = _input_weights(layer, n_in)
     for element in sorted({int(b.split("/")[2]) for b in todo}):
         if not todo:
@@ -135,59 +159,29 @@ def solve_tie(a: int, c: int, shift: int, lo: int, hi: int):
 
 
 def _constructed_ties(manifest: Manifest, layer, todo) -> tuple:
-    """Tie bins whose cast sees an affine function a*x + c of a single input code x (batchnorm results, dense
-    products): ([events that make the ties], {bin id: proof that no input code makes one})."""
+    """Ties of a first dense layer's products w*x, solved for the input code x: ([events that make the ties],
+    {bin id: proof that no input code makes one})."""
     sites = {site.name: site for site in plan_layer(layer, manifest).sites}
     t, n_in = manifest.input.type, manifest.input.size
-    x_frac = t.fractional
     events, impossible = [], {}
     for bin_id in todo:
         _, site_name, element, kind = bin_id.split("/")
-        if kind != "tie" or (layer.op, site_name) not in (("batchnorm", "result"), ("dense", "product")):
+        if kind != "tie" or (layer.op, site_name) != ("dense", "product"):
             continue
-        element, site = int(element), sites[site_name]
+        site = sites[site_name]
         shift = site.source_frac - site.type.fractional
-        if layer.op == "batchnorm":
-            k = scale_channel(layer)[element]
-            scale, bias = int(layer.tensors["scale"].ravel()[k]), int(layer.tensors["bias"].ravel()[k])
-            affine = [(element, scale << (site.source_frac - x_frac - layer.types["scale"].fractional),
-                       bias << (site.source_frac - layer.types["bias"].fractional))]
-        else:
-            affine = [(i, int(w), 0) for i, w in enumerate(layer.tensors["weight"][:, element])]
-        for i, a, c in affine:
-            x = solve_tie(a, c, shift, t.min_code, t.max_code)
+        weights = [int(w) for w in layer.tensors["weight"][:, int(element)]]
+        for i, w in enumerate(weights):
+            x = solve_tie(w, 0, shift, t.min_code, t.max_code)
             if x is not None:
                 event = np.zeros(n_in, dtype=np.int64)
                 event[i] = x
                 events.append(event)
                 break
         else:
-            impossible[bin_id] = (f"no input code in [{t.min_code}, {t.max_code}] solves a*x + c = 2^{shift - 1} "
-                                  f"mod 2^{shift} for (a, c) in {[(a, c) for _, a, c in affine][:4]}")
+            impossible[bin_id] = (f"no input code in [{t.min_code}, {t.max_code}] solves w*x = 2^{shift - 1} "
+                                  f"mod 2^{shift} for any weight w of the element ({weights[:6]}...)")
     return events, impossible
-
-
-def mutation_search(manifest: Manifest, bin_ids, data_codes, trigger, search_events: int, seed: int) -> dict:
-    """Random coordinate mutations of data events (a few inputs set to random codes or range ends), whole model."""
-    oracle = InstrumentedEmulator(manifest, trigger)
-    t = manifest.input.type
-    rng = np.random.default_rng(seed)
-    data = np.asarray(data_codes, dtype=np.int64)
-    found, todo = {}, list(bin_ids)
-    batch = 4096
-    for _ in range(max(1, search_events // batch)):
-        if not todo:
-            break
-        events = data[rng.integers(0, len(data), batch)].copy()
-        for _ in range(rng.integers(1, 4)):
-            rows, cols = np.arange(batch), rng.integers(0, events.shape[1], batch)
-            ends = rng.choice([t.min_code, t.max_code], batch)
-            events[rows, cols] = np.where(rng.random(batch) < 0.3, ends, rng.integers(t.min_code, t.max_code + 1, batch))
-        hits = oracle.bin_hits(events, todo)
-        for k in np.flatnonzero(hits.any(axis=0)):
-            found[todo[k]] = events[np.argmax(hits[:, k])].copy()
-        todo = [b for b in todo if b not in found]
-    return found
 
 
 def _sweep_codes(t, around: int) -> np.ndarray:
@@ -200,13 +194,10 @@ def _sweep_codes(t, around: int) -> np.ndarray:
 
 
 def _input_weights(layer, n_in: int) -> np.ndarray:
-    """(n_in, elements or filters): the weight or scale each input has in each output of a first layer."""
-    if layer.op in ("dense", "conv2d"):
-        w = layer.tensors["weight"]
-        return w.reshape(-1, w.shape[-1])[:n_in] if layer.op == "dense" else np.ones((n_in, 1), dtype=np.int64)
-    if layer.op == "batchnorm":
-        return np.diag(layer.tensors["scale"].ravel()[scale_channel(layer)])
-    return np.eye(n_in, dtype=np.int64) * (layer.params.get("alpha", 1) if layer.op == "leaky_relu" else 1)
+    """(n_in, elements or filters): the weight each input has in each output of a first dense layer (ones for a
+    convolution, whose inputs meet every filter)."""
+    w = layer.tensors["weight"]
+    return w.reshape(-1, w.shape[-1])[:n_in] if layer.op == "dense" else np.ones((n_in, 1), dtype=np.int64)
 
 
 def _verify(manifest, found: dict, trigger) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from emulator.fixed_type import FixedType, UnsupportedType
 from emulator.manifest import Layer
-from emulator.plan import constant_code, im2col_index
+from emulator.plan import constant_code, im2col_index, summation_order
 
 from .casts import CastLibrary, cast_constant, cast_value, lowest_result
 from .exact import add, aligned, clamped, divided, floor_shifted, scaled, square
@@ -101,7 +101,8 @@ def matmul(build: LayerBuild, index: np.ndarray) -> list:
     x = build.inputs[0]
     weight = layer.tensors["weight"].reshape(index.shape[1], -1)
     bias = layer.tensors["bias"].ravel()
-    return [neuron(build, int(bias[j]), [(x[src], int(weight[i, j])) for i, src in enumerate(row) if src >= 0])
+    order = summation_order(layer, index.shape[1])
+    return [neuron(build, int(bias[j]), [(x[row[i]], int(weight[i, j])) for i in order if row[i] >= 0])
             for row in index for j in range(weight.shape[1])]
 
 
@@ -294,7 +295,7 @@ def _kl_divergence(build):
                                    table_t.fractional, table_t.signed, int(codes.min()), int(codes.max()))
         k = build.cast(add(build.body, k, exp, subtract=True), acc_t, "kl")
         terms.append(build.cast(add(build.body, k, mean_sq, subtract=True), acc_t, "kl"))
-    total = tree_sum(build, terms, acc_t)
+    total = tree_sum(build, [terms[i] for i in summation_order(layer, len(terms))], acc_t)
     inv_n = constant_code(1.0 / p["n_in"], acc_t)
     mean = build.cast(scaled(build.body, total, inv_n, 0, 2 * acc_t.fractional), acc_t, "mean")
     minus_half = constant_code(-0.5, res_t)
@@ -310,7 +311,7 @@ def _mse(build):
         d = build.cast(add(build.body, rec, ref, subtract=True), diff_t, "d")
         s = build.cast(square(build.body, d), sq_t, "sq")
         leaves.append(build.cast(s, acc_t, "leaf"))
-    total = tree_sum(build, leaves, acc_t)
+    total = tree_sum(build, [leaves[i] for i in summation_order(layer, len(leaves))], acc_t)
     inv_n = constant_code(1.0 / layer.params["n_in"], acc_t)
     mean = build.cast(scaled(build.body, total, inv_n, 0, 2 * acc_t.fractional), acc_t, "mean")
     return [build.cast(mean, layer.result, "y")]

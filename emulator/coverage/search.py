@@ -1,0 +1,101 @@
+"""Guided search for input events that reach objectives (bins, code targets) no data event reached.
+
+Every objective keeps the nearest event found so far (by `InstrumentedEmulator.distances`); each round mutates the
+nearest events of a batch of objectives (a few input codes moved by a power of two, set to a random code, an end of
+the range, zero, or a seed event's code; always within the input type's range) and keeps any child that comes
+closer to any objective, or as close (a step along a plateau). An objective stuck for `patience` rounds restarts from
+a random seed event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .instrumented import InstrumentedEmulator
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """`events` evaluated at most; `batch` events per round, `children` per objective; restart after `patience`
+    rounds without progress."""
+
+    events: int = 1 << 18
+    batch: int = 4096
+    children: int = 16
+    patience: int = 12
+
+
+def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndarray, budget: SearchBudget = SearchBudget(),
+                  seed: int = 0) -> dict:
+    """{objective index: an event (input codes) that reaches it} for the objectives (see
+    InstrumentedEmulator.distances) the search reaches from `seeds` (N, n_in) within the budget."""
+    rng = np.random.default_rng(seed)
+    seeds = np.unique(np.asarray(seeds, dtype=np.int64), axis=0)
+    first = oracle.distances(seeds, objectives)
+    nearest = seeds[np.argmin(first, axis=0)].copy()
+    distance = first.min(axis=0)
+    found = {int(k): nearest[k].copy() for k in np.flatnonzero(distance == 0)}
+    stuck = np.zeros(len(objectives), dtype=np.int64)
+    spent = len(seeds)
+    moves = Moves(oracle.manifest.input.type, seeds, rng)
+    while spent < budget.events:
+        open_ = np.flatnonzero(distance > 0)
+        if not len(open_):
+            break
+        active = rng.permutation(open_)[:max(1, budget.batch // budget.children)]
+        parents = np.repeat(active, budget.children)
+        children = moves(nearest[parents])
+        d = oracle.distances(children, [objectives[k] for k in open_])
+        spent += len(children)
+        best = np.argmin(d, axis=0)
+        closest = d[best, np.arange(len(open_))]
+        better = closest < distance[open_]
+        for column in np.flatnonzero(better):
+            k = open_[column]
+            nearest[k], distance[k], stuck[k] = children[best[column]], closest[column], 0
+            if distance[k] == 0:
+                found[int(k)] = nearest[k].copy()
+        own = {int(k): i for i, k in enumerate(open_)}
+        for k in active[~better[[own[int(k)] for k in active]]]:
+            column = own[int(k)]
+            mine = np.flatnonzero((parents == k) & (d[:, column] == distance[k]))
+            if len(mine):
+                nearest[k] = children[rng.choice(mine)]
+            stuck[k] += 1
+            if stuck[k] > budget.patience:
+                restart = rng.integers(len(seeds))
+                nearest[k], distance[k], stuck[k] = seeds[restart], first[restart, k], 0
+    return found
+
+
+class Moves:
+    """Random coordinate moves on input codes of type `t`."""
+
+    KINDS = np.array([0.55, 0.15, 0.1, 0.05, 0.15])  # power-of-two step, random code, range end, zero, seed's code
+
+    def __init__(self, t, seeds: np.ndarray, rng):
+        self.lo, self.hi, self.width = t.min_code, t.max_code, t.width
+        self.seeds = seeds
+        self.rng = rng
+
+    def __call__(self, parents: np.ndarray) -> np.ndarray:
+        rng = self.rng
+        children = parents.copy()
+        n, size = children.shape
+        count = rng.choice([1, 1, 1, 2, 3], n)
+        for r in range(3):
+            rows = np.flatnonzero(count > r)
+            cols = rng.integers(0, size, len(rows))
+            kind = rng.choice(len(self.KINDS), len(rows), p=self.KINDS)
+            step = rng.choice([-1, 1], len(rows)) << rng.integers(0, self.width, len(rows))
+            choices = np.stack([
+                children[rows, cols] + step,
+                rng.integers(self.lo, self.hi + 1, len(rows)),
+                rng.choice([self.lo, self.hi], len(rows)),
+                np.zeros(len(rows), dtype=np.int64),
+                self.seeds[rng.integers(len(self.seeds), size=len(rows)), cols],
+            ])
+            children[rows, cols] = np.clip(choices[kind, np.arange(len(rows))], self.lo, self.hi)
+        return children
