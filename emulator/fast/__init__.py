@@ -1,4 +1,4 @@
-"""A per-model specialised emulator: generated numba code with the weights as literals, casts proven no-ops by
+"""A per-model specialised emulator: generated LLVM code with the weights as literals, casts proven no-ops by
 interval analysis dropped, events on the SIMD axis in the narrowest exact integer lanes."""
 
 from .codegen import Generated, generate

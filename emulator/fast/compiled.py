@@ -1,54 +1,74 @@
-"""Write the generated module of a manifest under build/fast-emulator/<key>/ once and import it (numba caches its
-machine code next to it), keyed by the manifest's content hash and the source of the generator."""
+"""Compile a generated module with LLVM (llvmlite, which numba ships) for this machine, and keep the machine code
+under build/fast-emulator/<key>.o, keyed by the IR text, the LLVM version and the CPU, so that later processes
+skip the compilation."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
-import importlib.util
 import os
-import sys
+import threading
 from pathlib import Path
 
-from emulator.manifest import Manifest
-
-from .codegen import Generated, generate
-
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "fast-emulator"
-#: Files whose source determines the generated code or the code it calls (numba's cache does not track them).
-_GENERATOR_FILES = ("codegen.py", "intervals.py", "../arith.py", "../plan.py", "../fixed_type.py")
+#: LLVM's optimisation level for the generated code.
+OPT_LEVEL = 3
+
+_EMULATE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.c_int64)
+_lock = threading.Lock()
 
 
-def generator_digest() -> str:
-    """SHA-256 of the generator's own source files."""
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in _GENERATOR_FILES:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()
+def _target_machine():
+    """A new target machine for the host (an execution engine owns, and frees, the one it is given)."""
+    import llvmlite.binding as llvm
+
+    with _lock:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+    return llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=OPT_LEVEL,
+        codemodel="jitdefault")
 
 
-def module_key(manifest: Manifest) -> str:
-    return hashlib.sha256((manifest.content_hash + generator_digest()).encode()).hexdigest()[:24]
+def machine_key(ir: str) -> str:
+    """SHA-256 prefix of the IR, the LLVM version, the host CPU and its features."""
+    import llvmlite.binding as llvm
+
+    parts = (ir, str(llvm.llvm_version_info), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(),
+             str(OPT_LEVEL))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def load(manifest: Manifest, build_dir: Path | None = None):
-    """(module, Generated) for `manifest`: the module has `run(x, chunks, *outs)` and the block size `B`."""
-    generated = generate(manifest)
-    key = module_key(manifest)
-    folder = Path(build_dir or BUILD_DIR) / key
-    path = folder / f"kernel_{key}.py"
-    if not path.exists() or path.read_text() != generated.source:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".kernel_{key}.{os.getpid()}.tmp"
-        partial.write_text(generated.source)
-        partial.replace(path)
-    name = f"emulator_fast_kernel_{key}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name], generated
+class Kernel:
+    """A compiled `emulate(inputs, outputs, first_block, n_blocks, stride) -> bad blocks`, callable from any thread (the
+    call releases the GIL). `compiled` says whether LLVM compiled it in this process (False: from the cache)."""
+
+    def __init__(self, ir: str, build_dir: Path | None = None):
+        import llvmlite.binding as llvm
+
+        tm = _target_machine()
+        path = Path(build_dir or BUILD_DIR) / f"{machine_key(ir)}.o"
+        module = llvm.parse_assembly(ir)
+        module.triple, module.data_layout = tm.triple, str(tm.target_data)
+        cached = path.read_bytes() if path.exists() else None
+        self.compiled = cached is None
+        if self.compiled:
+            module.verify()
+            passes = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL))
+            passes.getModulePassManager().run(module, passes)
+        self._engine = llvm.create_mcjit_compiler(module, tm)
+        self._engine.set_object_cache(lambda _module, buffer: _save(path, buffer), lambda _module: cached)
+        self._engine.finalize_object()
+        self.emulate = _EMULATE(self._engine.get_function_address("emulate"))
 
 
-__all__ = ["BUILD_DIR", "Generated", "generator_digest", "load", "module_key"]
+def _save(path: Path, buffer: bytes):
+    """Write the object file atomically (several processes may compile the same module)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    partial.write_bytes(buffer)
+    partial.replace(path)
+
+
+__all__ = ["BUILD_DIR", "Kernel", "machine_key"]

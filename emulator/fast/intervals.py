@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from emulator.arith import OVERFLOW_ID, ROUNDING_ID, cast_raw
 from emulator.fixed_type import FixedType
 
-INT32 = (-(1 << 31), (1 << 31) - 1)
-INT64 = (-(1 << 63), (1 << 63) - 1)
-
 
 @dataclass(frozen=True)
 class Range:
@@ -69,14 +66,6 @@ class Range:
 
     def within(self, lo: int, hi: int) -> bool:
         return lo <= self.lo and self.hi <= hi
-
-    @property
-    def fits_int32(self) -> bool:
-        return self.within(*INT32)
-
-    @property
-    def fits_int64(self) -> bool:
-        return self.within(*INT64)
 
 
 def union(ranges) -> Range:
