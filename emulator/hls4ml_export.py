@@ -12,6 +12,7 @@ import numpy as np
 from .arith import quantize
 from .fixed_type import FixedType, UnsupportedType
 from .manifest import Layer, Manifest, Tensor
+from .tables import kl_exp_table
 
 _EXPORTERS = {}
 
@@ -150,27 +151,6 @@ def _batchnorm(node) -> Layer:
     return _with_weights(layer, node, ("scale", "bias"))
 
 
-@register_exporter("Activation", "QActivation")
-def _activation(node) -> Layer:
-    kind = str(node.get_attr("activation")).lower()
-    if kind == "relu":
-        return _base(node, "relu")
-    if kind == "linear":
-        return _base(node, "linear")
-    raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): activation {kind!r} is not supported")
-
-
-@register_exporter("LeakyReLU", "ParametrizedActivation")
-def _leaky_relu(node) -> Layer:
-    kind = str(node.get_attr("activation")).lower()
-    if kind != "leakyrelu":
-        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): activation {kind!r} is not supported")
-    param_t = _attr_type(node, "param_t")
-    layer = _base(node, "leaky_relu", alpha=int(quantize(np.array([float(node.get_attr("activ_param"))]), param_t)[0]))
-    layer.types["param"] = param_t
-    return layer
-
-
 @register_exporter("Reshape")
 def _reshape(node) -> Layer:
     return _base(node, "reshape")
@@ -197,7 +177,7 @@ def _kl_divergence(node) -> Layer:
                   table_size=table_size, exp_range=exp_range)
     layer.types["accum"] = _attr_type(node, "accum_t")
     layer.types["exp_table"] = _attr_type(node, "exp_table_t")
-    layer.tensors["exp_table"] = exp_table_codes(table_size, exp_range, layer.types["exp_table"])
+    layer.tensors["exp_table"] = kl_exp_table(table_size, exp_range, layer.types["exp_table"])
     return layer
 
 
@@ -207,17 +187,3 @@ def _mse(node) -> Layer:
     for role in ("diff", "square", "accum"):
         layer.types[role] = _attr_type(node, f"{role}_t")
     return layer
-
-
-def exp_table_codes(table_size: int, exp_range: int, table_type: FixedType) -> np.ndarray:
-    """The KL head's exp table as the C-sim fills it: x in float from the index, expf from libm, cast to the table type."""
-    import ctypes
-    import ctypes.util
-
-    libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    libm.expf.restype = ctypes.c_float
-    libm.expf.argtypes = [ctypes.c_float]
-    index = np.arange(table_size, dtype=np.float64)
-    x = (2.0 * np.float32(exp_range) * (index - table_size / 2.0) / np.float32(table_size)).astype(np.float32)
-    values = np.array([libm.expf(ctypes.c_float(v)) for v in x], dtype=np.float32)
-    return quantize(values.astype(np.float64), table_type)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from emulator.fixed_type import FixedType
-from emulator.hls4ml_export import exp_table_codes
 from emulator.manifest import Layer, Manifest, Tensor
+from emulator.tables import kl_exp_table
 
 T = FixedType.parse
 
@@ -61,7 +61,7 @@ def dnn_vae_encoder(seed: int = 1) -> Manifest:
         Layer("kl", "kl_divergence", ["mu", "logvar"], (1,), T("ap_fixed<16,8,AP_RND,AP_SAT>"),
               types={"accum": T("ap_fixed<20,10,AP_RND,AP_SAT>"), "exp_table": table_t},
               params={"n_in": 3, "table_size": 1024, "exp_range": 8},
-              tensors={"exp_table": exp_table_codes(1024, 8, table_t)}),
+              tensors={"exp_table": kl_exp_table(1024, 8, table_t)}),
     ]
     return Manifest("dnn_vae_encoder_test", [Tensor("input_1", (57,), T("ap_fixed<16,6>"))], layers, ["kl"])
 

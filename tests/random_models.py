@@ -59,8 +59,11 @@ def stimulus(rng, n_events, shape, lsb, span):
     return x.reshape((n_events, *shape))
 
 
-def convert_and_compile(keras_model, layer_precisions: dict, tag: str, backend: str = "Vivado"):
-    """Convert with hls4ml (io_parallel, Latency), every precision explicit, trace on; compile the C-sim."""
+def convert_and_compile(keras_model, layer_precisions: dict, tag: str, backend: str = "Vivado", compiled: bool = True,
+                        layer_settings: dict | None = None):
+    """Convert with hls4ml (io_parallel, Latency), every precision explicit, trace on; compile the C-sim (or leave
+    that to the first `hls_model.trace`, which compiles it again anyway, with `compiled=False`).
+    `layer_settings`: further hls4ml layer configuration by layer name (e.g. TableSize, Implementation)."""
     import hls4ml
 
     config = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=backend)
@@ -69,6 +72,7 @@ def convert_and_compile(keras_model, layer_precisions: dict, tag: str, backend: 
         layer_config["Trace"] = True
         if name in layer_precisions:
             layer_config["Precision"] = {k: hls_precision(v) for k, v in layer_precisions[name].items()}
+        layer_config.update((layer_settings or {}).get(name, {}))
     digest = hashlib.sha256(
         (json.dumps(config, sort_keys=True, default=str) + keras_model.to_json()
          + "".join(w.tobytes().hex() for w in keras_model.get_weights())).encode()
@@ -77,13 +81,18 @@ def convert_and_compile(keras_model, layer_precisions: dict, tag: str, backend: 
         keras_model, hls_config=config, output_dir=str(BUILD / f"{tag}-{digest}"), backend=backend,
         io_type="io_parallel", part="xcvu9p-flgb2104-2-e",
     )
-    hls_model.compile()
+    if compiled:
+        hls_model.compile()
     return hls_model
 
 
 def trace_codes(hls_model, manifest, x) -> dict:
-    """hls4ml's own C-sim trace of every manifest layer, turned into raw codes; fails if a value is off the grid."""
-    _, trace = hls_model.trace(np.ascontiguousarray(x, dtype=np.float64))
+    """hls4ml's own C-sim trace of every manifest layer, turned into raw codes; fails if a value is off the grid.
+    `x`: the events, or a list of them per input (in the manifest's input order) for a model with several."""
+    several = isinstance(x, (list, tuple))
+    _, trace = hls_model.trace([np.ascontiguousarray(a, dtype=np.float64) for a in x] if several
+                               else np.ascontiguousarray(x, dtype=np.float64))
+    n_events = len(x[0]) if several else len(x)
     codes = {}
     for layer in manifest.layers:
         if layer.name not in trace:
@@ -91,7 +100,7 @@ def trace_codes(hls_model, manifest, x) -> dict:
                 assert layer.result == manifest.producer_type(layer.inputs[0])
                 codes[layer.name] = codes[layer.inputs[0]]
             continue
-        values = np.asarray(trace[layer.name], dtype=np.float64).reshape(len(x), -1)
+        values = np.asarray(trace[layer.name], dtype=np.float64).reshape(n_events, -1)
         scaled = values * 2.0 ** layer.result.fractional
         assert np.array_equal(scaled, np.round(scaled)), f"{layer.name}: traced value off the {layer.result} grid"
         codes[layer.name] = scaled.astype(np.int64)

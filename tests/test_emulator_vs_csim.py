@@ -129,7 +129,7 @@ def test_unsupported_layer_is_refused_by_name():
     from emulator.hls4ml_export import UnsupportedLayer
 
     inp = L.Input((4,), name="x_in")
-    out = L.Activation("sigmoid", name="squash")(L.Dense(3, name="fc")(inp))
+    out = L.Activation("swish", name="squash")(L.Dense(3, name="fc")(inp))
     model = tf.keras.Model(inp, out)
     random_weights(np.random.default_rng(1), model)
     import hls4ml
@@ -137,5 +137,5 @@ def test_unsupported_layer_is_refused_by_name():
     config = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vivado")
     hls_model = hls4ml.converters.convert_from_keras_model(model, hls_config=config, io_type="io_parallel",
                                                            output_dir="build/random-models/unsupported")
-    with pytest.raises(UnsupportedLayer, match="squash.*sigmoid"):
+    with pytest.raises(UnsupportedLayer, match="squash.*swish"):
         Emulator.from_hls_model(hls_model)

@@ -14,7 +14,7 @@ from tensorflow import keras
 from emulator import Emulator
 from emulator.arith import cast_raw, quantize, type_spec
 from emulator.fixed_type import FixedType
-from emulator.hls4ml_export import exp_table_codes
+from emulator.tables import kl_exp_table
 from firmware.csim import CSim
 from firmware.hls4ml_extensions import ExtensionError, register
 from firmware.hls_project import convert
@@ -173,7 +173,7 @@ def head_reference(hls_model, node, values: dict) -> np.ndarray:
     if node.class_name == "KLDivergence":
         table_t = fixed(node, "exp_table_t")
         size, exp_range = int(node.get_attr("table_size")), int(node.get_attr("exp_range"))
-        table = exp_table_codes(size, exp_range, table_t).tolist()
+        table = kl_exp_table(size, exp_range, table_t).tolist()
         args = (fixed(node, "accum_t"), table, table_t, size, exp_range, res_t)
         return np.array([kl_reference(m, a_t, lv, b_t, *args) for m, lv in zip(a.tolist(), b.tolist())])
     types = (fixed(node, "diff_t"), fixed(node, "square_t"), fixed(node, "accum_t"), res_t)

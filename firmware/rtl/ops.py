@@ -17,7 +17,7 @@ from emulator.plan import constant_code, im2col_index, summation_order
 
 from .casts import CastLibrary, cast_constant, cast_value, lowest_result
 from .exact import add, aligned, clamped, divided, floor_shifted, scaled, square
-from .verilog import Body, Value, extended, literal
+from .verilog import Body, Value, extended, identifier, literal
 
 _GENERATORS = {}
 
@@ -243,12 +243,18 @@ def tree_sum(build: LayerBuild, values: list, acc: FixedType) -> Value:
                       acc, "sum")
 
 
-def _exp_rom(build: LayerBuild, index_width: int, first: int, last: int) -> str:
-    """Declare the layer's exp table as a function (a case statement over reachable indices); return its name."""
+def rom_name(tensor: str) -> str:
+    """The name of the function holding the table `tensor` (rom_<tensor>: `table` is a Verilog keyword)."""
+    return f"rom_{identifier(tensor)}"
+
+
+def table_rom(build: LayerBuild, tensor: str, t: FixedType, index_width: int, first: int, last: int) -> str:
+    """Declare the layer's table `tensor` (codes of t) as a function, a case statement over the reachable indices
+    first..last; return its name."""
     layer = build.layer
-    table, t = layer.tensors["exp_table"].ravel(), layer.types["exp_table"]
-    name = "exp_table"
-    lines = [f"  // exp_table[{first}..{last}] of {layer.name}: codes of {t}.",
+    table = layer.tensors[tensor].ravel()
+    name = rom_name(tensor)
+    lines = [f"  // {tensor}[{first}..{last}] of {layer.name}: codes of {t}.",
              f"  function [{t.width - 1}:0] {name};",
              f"    input [{index_width - 1}:0] f_index;",
              "    begin",
@@ -289,7 +295,7 @@ def _kl_divergence(build):
             exp = Value.const(int(table[index.code]), table_t.fractional)
         else:
             if rom is None:
-                rom = _exp_rom(build, index_width, 0, last)
+                rom = table_rom(build, "exp_table", table_t, index_width, 0, last)
             codes = table[index.lo:index.hi + 1]
             exp = build.body.value("exp", f"{rom}({extended(index, index_width)})", table_t.width,
                                    table_t.fractional, table_t.signed, int(codes.min()), int(codes.max()))
