@@ -29,6 +29,13 @@ def two_input_dense() -> Manifest:
     return Manifest("two_input_dense", [Tensor("x", (2,), T("ap_fixed<8,8>"))], [layer], ["fc"])
 
 
+def saturating_sum() -> Manifest:
+    """acc = sat8(sat8(sat8(x0) + x1) + x2): the order of the sum matters once a partial sum saturates."""
+    layer = dense("fc", "x", 3, 1, T("ap_fixed<4,4>"), T("ap_fixed<4,4>"), T("ap_fixed<8,8,AP_TRN,AP_SAT>"),
+                  T("ap_fixed<8,8>"), weight=[[1], [1], [1]], bias=[0])
+    return Manifest("saturating_sum", [Tensor("x", (3,), T("ap_fixed<8,8>"))], [layer], ["fc"])
+
+
 def cnn(seed=0) -> Manifest:
     """zeropad2d, conv2d, relu, avgpool2d, upsampling2d, reshape, dense."""
     rng = np.random.default_rng(seed)

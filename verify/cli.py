@@ -12,7 +12,7 @@ from pathlib import Path
 from models.data import DataError
 from models.data.generator import PROCESSES
 
-from .certify import DEFAULT_EVENTS, DEFAULT_SHARD, DEFAULT_VECTORS, Options, certify
+from .certify import DEFAULT_EVENTS, DEFAULT_SEARCH, DEFAULT_SHARD, DEFAULT_VECTORS, Options, certify
 from .faults import Fault, FaultError
 from .model_ref import ModelError, ModelSpec
 from .paths import BackendError
@@ -37,15 +37,17 @@ examples:
   verify --keras my_model.h5 --config my_hls_config.json --threshold 1234 --skip-rtl
   verify --model dnn_ae_qat8 --data /data/adc2021 --events 500000 --jobs 2
   verify --model dnn_ae_qat8 --rtl vivado_hls_project/solution1/impl/verilog
+  verify --model dnn_vae_ptq8 --events 20000 --require-coverage    coverage, targeted events, mutation score
 
 output (in --out): report.json (schema l1ad-verify-report, version 1), report.md, score_distribution.png,
 layer_bit_differences.png (only when layers differ), vectors/ (input and expected output codes, hls4ml tb_data
-files, EMP pattern files). Skipped paths are reported as skipped, never as passed. Without --data the events are
+files, EMP pattern files); with --coverage also coverage_bins.json, precision_profile.png and vectors/targeted/. Skipped paths are reported as skipped, never as passed. Without --data the events are
 synthetic (the built-in generator), and every output says so.
 
 exit status:
   0  certified: every path that ran agrees, bit for bit, and the emulator is deterministic
-  1  mismatch: the first differing event, layer and neuron are printed (binary and decimal, with types)
+  1  mismatch: the first differing event, layer and neuron are printed (binary and decimal, with types); with
+     --require-coverage also a coverage bin neither hit nor proved unreachable
   2  usage or environment error (missing model, simulator or compiler; unreadable, corrupt or NaN data)"""
 
 
@@ -89,12 +91,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="DIR", type=Path, help="with --dask: save every finished shard in DIR, and "
                      "skip the shards already saved there by an interrupted run of the same campaign")
     run.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    cover = p.add_argument_group("coverage")
+    cover.add_argument("--coverage", action="store_true", help="count what the events exercised (saturations, "
+                       "wraps, rounding ties, range limits, KL table clamps, scores near the threshold), generate "
+                       "targeted events for what they missed, run those through every path too, and score mutants "
+                       "of the model on the data alone and with the targeted events")
+    cover.add_argument("--require-coverage", action="store_true", help="like --coverage, and exit 1 when a bin is "
+                       "neither hit nor proved unreachable")
+    cover.add_argument("--coverage-search", metavar="N", type=int, default=DEFAULT_SEARCH, help=f"events the "
+                       f"targeted search may try (default {DEFAULT_SEARCH})")
     p.add_argument("--inject-fault", metavar="SPEC", action="append", default=[], help=argparse.SUPPRESS)
     return p
 
 
 def _options(args, argv) -> Options:
-    for name in ("events", "jobs", "shard_size", "emp_links"):
+    for name in ("events", "jobs", "shard_size", "emp_links", "coverage_search"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -118,7 +129,8 @@ def _options(args, argv) -> Options:
         simulator=args.sim, skip_csim=args.skip_csim, skip_rtl=args.skip_rtl, rtl_dir=args.rtl, jobs=args.jobs,
         shard_size=args.shard_size, vectors=args.vectors, emp_links=args.emp_links,
         faults=tuple(Fault.parse(spec) for spec in args.inject_fault), progress=not args.quiet,
-        command=("verify", *argv), dask=args.dask, resume=args.resume,
+        command=("verify", *argv), dask=args.dask, resume=args.resume, coverage=args.coverage,
+        require_coverage=args.require_coverage, coverage_search=args.coverage_search,
     )
 
 

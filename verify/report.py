@@ -78,7 +78,7 @@ def build_report(*, verdict: str, exit_code: int, command: list, created: str, d
         "reference": merged.reference,
         "paths": path_entries(merged, skipped, details),
         "determinism": determinism,
-        "first_mismatch": None if first is None else _difference(first),
+        "first_mismatch": None if first is None else describe_difference(first),
         "layer_bit_differences": {
             name: {"type": layer_types[name], **diff.outcome()}
             for name, diff in merged.layer_diffs.items() if diff.codes
@@ -92,7 +92,8 @@ def build_report(*, verdict: str, exit_code: int, command: list, created: str, d
     return body
 
 
-def _difference(first) -> dict:
+def describe_difference(first) -> dict:
+    """report.json's description of a first difference (codes, binary, the first differing layer, text)."""
     body = {k: getattr(first, k) for k in ("event", "path", "reference", "output", "element", "expected", "observed",
                                             "type")}
     t = FixedType.parse(first.type)
@@ -154,6 +155,9 @@ def summary_table(report: dict) -> str:
     lines += [line(r) for r in rows]
     if report["first_mismatch"]:
         lines += ["", report["first_mismatch"]["text"]]
+    if report.get("coverage"):
+        targeted = report["coverage"]["targeted_first_mismatch"]
+        lines += ["", report["coverage"]["summary"]] + ([f"targeted events: {targeted['text']}"] if targeted else [])
     lines += ["", f"verdict: {report['verdict'].upper()} (exit {report['exit_code']})"]
     return "\n".join(lines)
 
@@ -201,6 +205,10 @@ def markdown(report: dict) -> str:
     out += ["", "## Test vectors", "",
             f"{vectors['events']} events in `{vectors['directory']}/` (described in `vectors.json`): "
             + ", ".join(f"`{f}`" for f in vectors["files"].values()) + "."]
+    if report.get("coverage"):
+        from .coverage import markdown_lines
+
+        out += markdown_lines(report["coverage"])
     out += ["", "## Tools", ""] + [f"- {name}: {version}" for name, version in report["tools"].items()]
     if report.get("injected_faults"):
         out += ["", "## Injected faults (test run)", ""] + [f"- `{f}`" for f in report["injected_faults"]]

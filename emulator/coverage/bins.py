@@ -33,6 +33,11 @@ class Trigger:
         if self.k < 1:
             raise ValueError(f"the trigger window must be at least 1 LSB, got k={self.k}")
 
+    def window(self, kind: str) -> tuple:
+        """The closed range of score codes of trigger bin `kind` (below, at, above)."""
+        return {"below": (self.code - self.k, self.code - 1), "at": (self.code, self.code),
+                "above": (self.code + 1, self.code + self.k)}[kind]
+
 
 @dataclass(frozen=True)
 class Bin:

@@ -168,8 +168,7 @@ class InstrumentedEmulator(Emulator):
 
     def _trigger_distances(self, scores: np.ndarray) -> np.ndarray:
         """(N, 1, elements, 3): codes from the score to the windows below, at and above the threshold code."""
-        t = self.trigger
-        windows = ((t.code - t.k, t.code - 1), (t.code, t.code), (t.code + 1, t.code + t.k))
+        windows = [self.trigger.window(kind) for kind in TRIGGER_KINDS]
         return np.stack([np.maximum(np.maximum(lo - scores, scores - hi), 0) for lo, hi in windows],
                         axis=-1)[:, None]
 

@@ -283,8 +283,12 @@ def _sum_low_bits(layer, hulls, x_zeros, x_lo, x_hi, index) -> np.ndarray:
         zeros = np.where(live[:, None], w_zeros + x_zeros[src][:, None], 63).min(axis=0, initial=63)
         bits = np.minimum(zeros, acc_t.width if acc_t.overflow == "WRAP" else 63)
         result.congruent(bits, cast_codes(bias.lo[cols], bias.site.source_frac, acc_t), cols)
-    residue_zeros = np.where(result.residue == 0, result.bits, low_zero_bits(result.residue))
-    return _exact_zeros(np.minimum(result.bits, residue_zeros), result)
+    return _exact_zeros(_value_zeros(result), result)
+
+
+def _value_zeros(hull) -> np.ndarray:
+    """Trailing zero bits known of every value a site casts, from its known low bits."""
+    return np.where(hull.residue == 0, hull.bits, np.minimum(hull.bits, low_zero_bits(hull.residue)))
 
 
 def _low_bits(layer, manifest, hulls, inputs, zeros) -> np.ndarray:
@@ -308,6 +312,11 @@ def _low_bits(layer, manifest, hulls, inputs, zeros) -> np.ndarray:
     for name, value, kind in constant:  # a sum times a constant code: multiples of its trailing zeros
         code = constant_code(value, layer.types[kind] if kind else layer.result)
         sites[name].congruent(low_zero_bits([code]), 0)
+    if layer.op == "mse":  # the result casts the mean's code
+        mean, result = sites["mean"], sites["result"]
+        return _exact_zeros(_exact_zeros(_value_zeros(mean), mean), result)
+    if layer.op == "kl_divergence":
+        return _exact_zeros(_value_zeros(sites["result"]), sites["result"])
     return none
 
 
@@ -394,10 +403,23 @@ class Enclosure:
 
     def _trigger_proof(self, b, trigger):
         lo, hi = (int(v[b.element]) for v in self.outputs[b.layer])
-        window = {"below": (trigger.code - trigger.k, trigger.code - 1), "at": (trigger.code, trigger.code),
-                  "above": (trigger.code + 1, trigger.code + trigger.k)}[b.kind]
-        if hi < window[0] or lo > window[1]:
-            return f"score code in [{lo}, {hi}] never meets [{window[0]}, {window[1]}]"
+        first, last = trigger.window(b.kind)
+        if hi < first or lo > last:
+            return f"score code in [{lo}, {hi}] never meets [{first}, {last}]"
+        step = 1 << int(min(self.zeros[b.layer][b.element], 62))
+        if step > 1 and first + (-first) % step > last:
+            return f"every score code is a multiple of {step} (its known low bits); none lies in [{first}, {last}]"
+        return None
+
+    def never_holds(self, tensor: str, element: int, code: int):
+        """Why `tensor`'s element never holds `code` (outside its enclosure, or not a multiple of its known low
+        bits), or None."""
+        lo, hi = (int(v[element]) for v in self.outputs[tensor])
+        if not lo <= code <= hi:
+            return f"code {code} lies outside the enclosure [{lo}, {hi}] of {tensor!r}"
+        step = 1 << int(min(self.zeros[tensor][element], 62))
+        if code % step:
+            return f"every code of {tensor!r} is a multiple of {step} (its known low bits), {code} is not"
         return None
 
 

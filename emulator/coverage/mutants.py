@@ -80,10 +80,9 @@ def mutants(manifest: Manifest, trigger: Trigger | None = None, enclosure: Enclo
         if layer.op in SUMMED:
             out.append(_reversed(manifest, layer, enclosure))
     if trigger is not None:
-        lo, hi = (int(v[0]) for v in enclosure.outputs[trigger.output])
         for delta, differs_at in ((+1, trigger.code + 1), (-1, trigger.code)):
-            reason = None if lo <= differs_at <= hi else (
-                f"the decisions differ only at score code {differs_at}, outside the score's enclosure [{lo}, {hi}]")
+            never = enclosure.never_holds(trigger.output, 0, differs_at)
+            reason = None if never is None else f"the decisions differ only at score code {differs_at}: {never}"
             out.append(Mutant(f"threshold:{delta:+d}", "threshold", trigger.output,
                               f"threshold code {trigger.code} -> {trigger.code + delta}", manifest,
                               trigger.code + delta, reason))

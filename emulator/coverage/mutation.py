@@ -16,6 +16,7 @@ import numpy as np
 
 from emulator.emulator import Emulator
 from emulator.manifest import Manifest
+from emulator.plan import plan_layer
 
 from .bins import Trigger
 from .instrumented import InstrumentedEmulator
@@ -72,14 +73,50 @@ def score(manifest: Manifest, mutants: list, event_sets: dict, trigger: Trigger 
     return result
 
 
-def kill(manifest: Manifest, mutant: Mutant, seeds: np.ndarray, trigger: Trigger | None,
-         budget: SearchBudget = SearchBudget(), seed: int = 0):
-    """An event (input codes) that distinguishes `mutant`, searched from `seeds`, or None within the budget."""
+def activation(oracle: InstrumentedEmulator, mutant: Mutant) -> list:
+    """Objectives (bin ids of the original model, code targets) reached only by events on which the mutated
+    arithmetic can differ from the original: the ties of a changed rounding, the overflows of a changed overflow
+    mode or summation order, codes beyond a narrower type's range, the one score code where a threshold matters."""
+    manifest, trigger = oracle.manifest, oracle.trigger
     if mutant.kind == "threshold":
         code = mutant.threshold if mutant.threshold > trigger.code else trigger.code
-        target = CodeTarget(trigger.output, 0, np.array([code]), np.array([code]))
-        found = guided_search(InstrumentedEmulator(manifest), [target], seeds, budget, seed)
-        return found.get(0)
+        return [CodeTarget(trigger.output, 0, np.array([code]), np.array([code]))]
+    layer = manifest.layer(mutant.layer)
+    if mutant.kind == "narrower":
+        t, narrow = layer.result, mutant.manifest.layer(layer.name).result
+        starts, ends = np.array([t.min_code, narrow.max_code + 1]), np.array([narrow.min_code - 1, t.max_code])
+        keep = starts <= ends
+        return [CodeTarget(layer.name, e, starts[keep], ends[keep]) for e in range(layer.size)]
+    kinds = {"rounding": ("tie",), "overflow": ("sat_high", "sat_low", "wrap"),
+             "sum_order": ("sat_high", "sat_low")}.get(mutant.kind, ())
+    types = {site.name: site.type for site in plan_layer(layer, manifest).sites}
+    if mutant.kind == "sum_order":
+        wanted = lambda b: b.site in ("accum", "sum")  # noqa: E731
+    else:
+        wanted = lambda b: types[b.site] == layer.result  # noqa: E731
+    return [b.id for b in oracle.bins if b.layer == layer.name and b.site in types and b.kind in kinds and wanted(b)]
+
+
+def kill(oracle: InstrumentedEmulator, mutant: Mutant, seeds: np.ndarray, budget: SearchBudget = SearchBudget(),
+         seed: int = 0):
+    """An event (input codes) that distinguishes `mutant` from the model of `oracle` (whose trigger is the
+    original's), or None within the budget: first events that activate the mutant, then children whose difference
+    reaches deeper."""
+    manifest, trigger = oracle.manifest, oracle.trigger
+    objectives = activation(oracle, mutant)
+    if objectives:
+        half = SearchBudget(budget.events // 2, budget.batch, budget.children, budget.patience)
+        found = guided_search(oracle, objectives, seeds, half, seed)
+        if found:
+            active = np.stack(list(found.values()))
+            differ = np.flatnonzero(distinguishing(manifest, mutant, active, trigger))
+            if len(differ):
+                return active[differ[0]].copy()
+            seeds = active
+        elif mutant.kind == "threshold":
+            return None
+    if mutant.kind == "threshold":
+        return None
     original, changed = Emulator(manifest), Emulator(mutant.manifest)
     order = [layer.name for layer in manifest.layers]
     rng = np.random.default_rng(seed)
@@ -102,7 +139,7 @@ def kill(manifest: Manifest, mutant: Mutant, seeds: np.ndarray, trigger: Trigger
         best = np.argsort(-value, kind="stable")[:keep]
         if value[best[0]] == np.iinfo(np.int64).max:
             return population[best[0]].copy()
-        if spent >= budget.events:
+        if spent >= budget.events // (2 if objectives else 1):
             return None
         children = moves(np.repeat(population[best], budget.children, axis=0))
         spent += len(children)

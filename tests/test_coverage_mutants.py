@@ -1,0 +1,113 @@
+"""Mutants: each changes one thing of the manifest; equivalent ones are never told apart by any event; the
+summation order is honoured by the emulator; the score counts what event sets distinguish."""
+
+import numpy as np
+import pytest
+
+from emulator import Emulator
+from emulator.coverage import InstrumentedEmulator, Trigger
+from emulator.coverage.campaign import run
+from emulator.coverage.intervals import Enclosure
+from emulator.coverage.mutants import KINDS, mutants
+from emulator.coverage.mutation import distinguishing, score
+from emulator.coverage.search import SearchBudget
+from emulator.fixed_type import UnsupportedType
+from emulator.manifest import Manifest
+from test_coverage_manifests import chain_with_heads, cnn, random_codes, saturating_sum
+from test_coverage_proofs import stress_codes
+
+
+
+def chain_trigger():
+    manifest = chain_with_heads()
+    scores = Emulator(manifest).predict_codes(random_codes(manifest, 2000, seed=31)).codes["kl"][:, 0]
+    return manifest, Trigger("kl", int(np.percentile(scores, 90)))
+
+
+def test_each_mutant_changes_one_thing():
+    manifest, trigger = chain_trigger()
+    found = mutants(manifest, trigger)
+    assert {m.kind for m in found} == set(KINDS)
+    names = [m.name for m in found]
+    assert len(names) == len(set(names))
+    original = manifest.to_dict()["layers"]
+    for m in found:
+        if m.kind == "threshold":
+            assert m.manifest is manifest and abs(m.threshold - trigger.code) == 1
+            continue
+        assert m.manifest.content_hash != manifest.content_hash, m.name
+        changed = [a["name"] for a, b in zip(original, m.manifest.to_dict()["layers"]) if a != b]
+        assert changed == [m.layer], m.name
+        again = Manifest.from_dict(m.manifest.to_dict())
+        assert again.content_hash == m.manifest.content_hash
+    assert "sum_order" not in str(manifest.to_dict())  # the default order is not spelled out: hashes stay
+
+
+@pytest.mark.parametrize("build", [chain_trigger, lambda: (cnn(), None)])
+def test_equivalent_mutants_are_never_distinguished(build):
+    manifest, trigger = build()
+    found = mutants(manifest, trigger)
+    equivalent = [m for m in found if m.equivalent]
+    assert equivalent and len(equivalent) < len(found)
+    codes = stress_codes(manifest, 3000, seed=32)
+    reference = Emulator(manifest).predict_codes(codes).codes
+    for m in equivalent:
+        assert not distinguishing(manifest, m, codes, trigger, reference).any(), (m.name, m.equivalent)
+
+
+def test_summation_order_is_honoured():
+    manifest = saturating_sum()
+    events = np.array([[100, 50, -100], [-100, -50, 100], [1, 2, 3]], dtype=np.int64)
+    reversed_ = next(m for m in mutants(manifest) if m.kind == "sum_order")
+    assert reversed_.equivalent is None
+    assert Emulator(manifest).predict_codes(events).code[:, 0].tolist() == [27, -28, 6]
+    assert Emulator(reversed_.manifest).predict_codes(events).code[:, 0].tolist() == [50, -50, 6]
+    manifest.layer("fc").params["sum_order"] = "sideways"
+    with pytest.raises(UnsupportedType, match="sum_order 'sideways'"):
+        Emulator(manifest)
+
+
+def test_wrapping_sums_make_order_mutants_equivalent():
+    manifest = chain_with_heads()  # every accumulator of the dense layers wraps
+    orders = [m for m in mutants(manifest, enclosure=Enclosure(manifest)) if m.kind == "sum_order"]
+    assert {m.layer for m in orders} == {"fc", "z_mean", "z_log_var", "rec", "kl", "mse"}
+    assert all("wraps" in m.equivalent for m in orders if m.layer in ("fc", "z_mean", "z_log_var", "rec"))
+
+
+def test_score_counts_first_distinguishing_events():
+    manifest, trigger = chain_trigger()
+    found = mutants(manifest, trigger)
+    codes = random_codes(manifest, 500, seed=33)
+    result = score(manifest, found, {"data": codes, "none": codes[:0]}, trigger)
+    reference = Emulator(manifest).predict_codes(codes).codes
+    for m in found:
+        first = result.first["data"][m.name]
+        if m.equivalent:
+            assert first is None
+            continue
+        differ = np.flatnonzero(distinguishing(manifest, m, codes, trigger, reference))
+        assert first == (int(differ[0]) if len(differ) else None)
+        assert result.first["none"][m.name] is None
+    summary = result.summary("data")
+    assert summary["distinguished"] + summary["survived"] + summary["equivalent"] == len(found)
+
+
+def test_campaign_on_a_small_model():
+    """Targeted events only add: bins hit or proved never decrease, nor do the mutants distinguished."""
+    manifest, trigger = chain_trigger()
+    data = random_codes(manifest, 1000, seed=34)
+    result = run(manifest, data, trigger, SearchBudget(events=1 << 13))
+    counts = result.counts()
+    assert counts["hit"] + counts["unreachable"] + counts["missed"] == counts["total"]
+    assert counts["hit_by_targeted"] > 0
+    data_only, both = result.score.summary("data"), result.score.summary("data", "targeted")
+    assert both["distinguished"] >= data_only["distinguished"]
+    emulator = InstrumentedEmulator(manifest, trigger)
+    targeted = set(result.stimuli.found)
+    if targeted:
+        hits = emulator.bin_hits(result.targeted, sorted(targeted)).any(axis=0)
+        assert hits.all()
+    for name, row in result.killers.items():
+        m = next(m for m in result.score.mutants if m.name == name)
+        assert distinguishing(manifest, m, result.targeted[row:row + 1], trigger).all()
+    assert "mutation score" in result.summary_line()

@@ -1,0 +1,108 @@
+"""Proofs of unreachability are sound: no event ever reaches a bin proved unreachable (interval enclosure, affine
+refinement, low-bit congruences, exhaustive chains, linear relaxation); and each refinement proves what intervals
+alone cannot."""
+
+import numpy as np
+import pytest
+
+from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
+from emulator.coverage.intervals import Enclosure
+from emulator.coverage.relaxation import LinearProgram, lp_proofs
+from emulator.coverage.search import SearchBudget
+from emulator.coverage.stimuli import targeted_stimuli
+from emulator.fixed_type import FixedType
+from emulator.manifest import Layer, Manifest, Tensor
+from test_coverage_manifests import chain_with_heads, cnn, dense, random_codes
+
+T = FixedType.parse
+
+
+def difference_of_copies() -> Manifest:
+    """y = x - x through two dense layers: intervals see [-2R, 2R]; the affine forms see 0."""
+    w = T("ap_fixed<4,2>")
+    copies = dense("copies", "x", 1, 2, w, w, T("ap_fixed<16,8>"), T("ap_fixed<12,8,AP_RND,AP_SAT>"),
+                   weight=[[1, 1]], bias=[0, 0])
+    diff = dense("diff", "copies", 2, 1, w, w, T("ap_fixed<16,8>"), T("ap_fixed<8,4,AP_RND,AP_SAT>"),
+                 weight=[[4], [-4]], bias=[0])
+    return Manifest("difference", [Tensor("x", (1,), T("ap_fixed<10,8>"))], [copies, diff], ["diff"])
+
+
+def odd_bias() -> Manifest:
+    """A sum of even products plus an odd bias: its low bit is always 1, so a one-bit rounding never meets a tie."""
+    layer = dense("fc", "x", 3, 1, T("ap_fixed<6,3>"), T("ap_fixed<6,3>"), T("ap_fixed<16,8>"),
+                  T("ap_fixed<12,7,AP_RND,AP_SAT>"), weight=[[2], [-6], [4]], bias=[1])
+    return Manifest("odd_bias", [Tensor("x", (3,), T("ap_fixed<8,5>"))], [layer], ["fc"])
+
+
+def everything_reached(manifest, trigger, codes):
+    emulator = InstrumentedEmulator(manifest, trigger)
+    return {b for b, h in zip(emulator.bin_ids, emulator.cover_codes(codes).report.hits) if h}
+
+
+def stress_codes(manifest, n, seed):
+    t = manifest.input.type
+    rng = np.random.default_rng(seed)
+    uniform = rng.integers(t.min_code, t.max_code + 1, size=(n, manifest.input.size))
+    return np.concatenate([random_codes(manifest, n, seed), uniform, uniform // 64])
+
+
+@pytest.mark.parametrize("build", [chain_with_heads, cnn, difference_of_copies, odd_bias])
+def test_no_proved_bin_is_ever_reached(build):
+    manifest = build()
+    trigger = Trigger("kl", 2000, k=4) if manifest.name == "chain" else None
+    codes = stress_codes(manifest, 4000, seed=21)
+    data = codes[:300]
+    empty = InstrumentedEmulator(manifest, trigger).cover_codes(data).report.empty()
+    result = targeted_stimuli(manifest, empty, data, trigger, SearchBudget(events=1 << 13))
+    reached = everything_reached(manifest, trigger, np.concatenate([codes, result.events().reshape(-1, codes.shape[1])]))
+    wrong = set(result.unreachable) & reached
+    assert not wrong, {b: result.unreachable[b] for b in list(wrong)[:3]}
+    assert set(result.found) <= reached
+    assert len(result.found) + len(result.unreachable) + len(result.missed) == len(empty)
+
+
+def test_affine_forms_see_correlated_inputs():
+    manifest = difference_of_copies()
+    bins = coverage_bins(manifest)
+    plain = Enclosure(manifest, relational=False).unreachable(bins)
+    relational = Enclosure(manifest).unreachable(bins)
+    assert "diff/result/0/sat_high" not in plain
+    assert "diff/result/0/sat_high" in relational and "diff/result/0/sat_low" in relational
+    enclosure = Enclosure(manifest)
+    lo, hi = enclosure.outputs["diff"]
+    assert -8 <= lo[0] <= hi[0] <= 8  # within a few codes of the rounding of each cast
+
+
+def test_low_bits_rule_out_ties():
+    manifest = odd_bias()
+    proofs = Enclosure(manifest).unreachable(coverage_bins(manifest))
+    assert "mod 2^" in proofs["fc/result/0/tie"]
+    codes = stress_codes(manifest, 2000, seed=22)
+    assert not InstrumentedEmulator(manifest).bin_hits(codes, ["fc/result/0/tie"]).any()
+
+
+def test_even_scores_rule_out_odd_thresholds():
+    """The KL score is -0.5 times a code of the accumulator: on a score grid two bits finer than the accumulator's,
+    its codes are even (as in dnn_vae_ptq8)."""
+    manifest = chain_with_heads()
+    manifest.layer("kl").result = T("ap_fixed<24,10,AP_RND_CONV,AP_SAT>")
+    enclosure = Enclosure(manifest)
+    assert enclosure.zeros["kl"][0] >= 1
+    odd = Trigger("kl", 2001, k=1)
+    proofs = enclosure.unreachable(coverage_bins(manifest, odd), odd)
+    assert "multiple of" in proofs["kl/trigger/0/at"]
+    scores = InstrumentedEmulator(manifest).predict_codes(stress_codes(manifest, 2000, seed=23)).codes["kl"]
+    assert (scores % 2 == 0).all()
+
+
+def test_linear_program_bounds_enclose_every_event():
+    manifest = chain_with_heads()
+    enclosure = Enclosure(manifest)
+    codes = stress_codes(manifest, 3000, seed=24)
+    trace = InstrumentedEmulator(manifest).trace_codes(codes)
+    for name in ("fc", "z_mean", "rec"):
+        program = LinearProgram(manifest, enclosure, name)
+        for e in range(manifest.layer(name).size):
+            assert program.bound(name, e, True) >= trace[name][:, e].max()
+            assert program.bound(name, e, False) <= trace[name][:, e].min()
+    assert lp_proofs(manifest, enclosure, [], {}) == {}

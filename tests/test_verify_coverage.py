@@ -1,0 +1,56 @@
+"""`verify --coverage` on a zoo model: the coverage section, targeted events through the C-sim and the RTL (bit for
+bit like the data events), saved with the test vectors; --require-coverage fails on a missed bin. The default run
+is a reduced campaign (1,000 events, a small search, Icarus); `make regression` runs the full one of the issue on
+dnn_vae_ptq8 and cnn_ae_qat4."""
+
+import json
+
+import numpy as np
+import pytest
+
+from models import zoo
+from verify.cli import main
+
+CAMPAIGNS = [
+    pytest.param("dnn_vae_ptq8", 1000, 8192, "icarus", marks=pytest.mark.slow, id="dnn_vae_ptq8-reduced"),
+    pytest.param("dnn_vae_ptq8", 20_000, 1 << 18, "verilator", marks=pytest.mark.regression, id="dnn_vae_ptq8-full"),
+    pytest.param("cnn_ae_qat4", 20_000, 1 << 18, "verilator", marks=pytest.mark.regression, id="cnn_ae_qat4-full"),
+]
+
+
+@pytest.mark.parametrize("name, events, search, simulator", CAMPAIGNS)
+def test_coverage_campaign(name, events, search, simulator, tmp_path, capsys):
+    if not (zoo.model_dir(name) / "metadata.json").is_file():
+        pytest.skip(f"zoo model {name} is not built")
+    out = tmp_path / name
+    code = main(["--quiet", "--model", name, "--events", str(events), "--sim", simulator, "--out", str(out),
+                 "--require-coverage", "--coverage-search", str(search)])
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    coverage = report["coverage"]
+    bins = coverage["bins"]
+    assert bins["hit"] + bins["unreachable"] + bins["missed"] == bins["total"]
+    assert sum(sum(row.values()) for row in coverage["classes"].values()) == bins["total"]
+    assert code == (1 if bins["missed"] else 0), printed
+    assert report["verdict"] == ("coverage incomplete" if bins["missed"] else "certified")
+    assert [report["paths"][p]["status"] for p in ("emulator", "csim", "rtl")] == ["passed", "reference", "passed"]
+    agreement = coverage["targeted_agreement"]
+    assert [agreement[p]["status"] for p in ("emulator", "csim", "rtl")] == ["passed", "reference", "passed"]
+    assert agreement["rtl"]["events"] == coverage["events"]["targeted"] > 0
+    assert coverage["targeted_first_mismatch"] is None
+    saved = np.loadtxt(out / "vectors" / "targeted" / "input_codes.txt", dtype=np.int64, ndmin=2)
+    assert len(saved) == coverage["events"]["targeted"]
+    mutation = coverage["mutation"]
+    assert mutation["data_and_targeted"]["distinguished"] >= mutation["data"]["distinguished"]
+    assert all(m["equivalent"] for m in mutation["mutants"] if m["state"] == "equivalent")
+    assert coverage["boundary_events"]["threshold_code"] == report["model"]["threshold_code"]
+    assert (out / coverage["files"]["precision_profile_plot"]).read_bytes()[:4] == b"\x89PNG"
+    states = json.loads((out / coverage["files"]["bins"]).read_text())["bins"]
+    assert sum(s["state"] == "unreachable" for s in states.values()) == bins["unreachable"]
+    assert all("proof" in s for s in states.values() if s["state"] == "unreachable")
+    summary = next(line for line in printed.splitlines() if line.startswith("coverage: "))
+    assert f"{bins['missed']} missed" in summary and "mutation score" in summary
+    markdown = (out / "report.md").read_text()
+    assert "## Coverage" in markdown and "| bin class | hit | unreachable (proved) | missed |" in markdown
+    assert "![precision profile](precision_profile.png)" in markdown
+    print(summary)
