@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from emulator import Emulator, FixedType, InputError, Manifest
 from emulator.arith import quantize
 from emulator.fast import FastEmulator, Range, codegen, generate, prove_cast
+from emulator.fast.casts import plan_accumulation
 from emulator.fast.compiled import Kernel
+from emulator.fast.vector_ir import Vec
 from emulator.fast.intervals import cast_range
 from emulator.fixed_type import OVERFLOW_MODES, ROUNDING_MODES, UnsupportedType
 from emulator.manifest import Layer, Tensor
@@ -168,6 +170,18 @@ def overflow_manifest(seed=4) -> Manifest:
     return Manifest("test_overflow", [Tensor("events", (16,), IN_T)], layers, outputs)
 
 
+def wide_manifest(seed=7) -> Manifest:
+    """Exact sums that leave int32 (added as a tree of int64 products), and products too wide for a 16-bit pair
+    (plain multiplies), next to a 16-bit split."""
+    rng = np.random.default_rng(seed)
+    in_t = FixedType(17, 7, True, "RND", "SAT")
+    layers = [dense(rng, "tree", "events", 6, 4, weight=FixedType(12, 2), accum=FixedType(44, 20)),
+              Layer("one", "linear", ["events"], (1,), in_t),
+              dense(rng, "plain", "one", 1, 3, weight=FixedType(15, 2), bias=FixedType(15, 2),
+                    accum=FixedType(32, 8))]
+    return Manifest("test_wide", [Tensor("events", (6,), in_t)], layers, ["tree", "plain"])
+
+
 SWEEP_IN = FixedType(14, 7, True, "TRN", "WRAP")
 
 
@@ -232,7 +246,8 @@ def stimulus(manifest: Manifest, n=2000, seed=0):
 
 
 MANIFESTS = {"vae": vae_manifest, "ae": ae_manifest, "cnn": cnn_manifest, "padded_cnn": padded_cnn_manifest,
-             "overflow": overflow_manifest, "casts": cast_sweep_manifest, "two_inputs": two_input_manifest}
+             "overflow": overflow_manifest, "casts": cast_sweep_manifest, "two_inputs": two_input_manifest,
+             "wide": wide_manifest}
 
 
 @pytest.fixture(scope="module", params=sorted(MANIFESTS))
@@ -282,6 +297,32 @@ def test_convolutions_looping_over_pixels(name, monkeypatch):
     assert "(conv2d): frame rows" in " ".join(generate(manifest).notes)
     x = stimulus(manifest, n=700, seed=3)
     assert_same(FastEmulator(manifest).predict_codes(x), Emulator(manifest).predict_codes(x))
+
+
+@pytest.mark.parametrize("name", ["vae", "ae", "cnn", "padded_cnn"])
+def test_staged_multiply_accumulate(name, monkeypatch):
+    """Every exact multiply-accumulate staged: pair vectors through the frame, outputs in groups of 5 per part."""
+    monkeypatch.setattr(codegen, "STAGE_STEPS", 0)
+    monkeypatch.setattr(codegen, "ACCUMULATORS", 5)
+    manifest = MANIFESTS[name]()
+    x = stimulus(manifest, n=700, seed=4)
+    assert_same(FastEmulator(manifest).predict_codes(x), Emulator(manifest).predict_codes(x))
+
+
+def test_every_accumulation_path_is_generated():
+    """The test manifests reach every way a sum is generated (casts.plan_accumulation, casts.dot_steps)."""
+    seen = set()
+    for name in ("vae", "cnn", "padded_cnn", "overflow", "wide"):
+        manifest = MANIFESTS[name]()
+        for layer in (layer for layer in manifest.layers if layer.op == "dense"):
+            x = [Vec(f"%x{i}", 32, Range.of(manifest.producer_type(layer.inputs[0])))
+                 for i in range(layer.params["n_in"])]
+            w = layer.tensors["weight"].reshape(len(x), -1)
+            for j in range(w.shape[1]):
+                plan = plan_accumulation([(i, x[i], int(w[i, j])) for i in range(len(x))], 0,
+                                         manifest.producer_type(layer.inputs[0]).fractional, layer)
+                seen |= {plan.kind} | {step.kind for _, step in plan.steps}
+    assert seen == {"dots", "tree", "wrap", "sequential", "pair", "split", "plain"}
 
 
 @given(st.data())

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emulator.arith import cast_raw, type_spec
 from emulator.fixed_type import FixedType, UnsupportedType
 from emulator.manifest import Layer, Manifest
 from emulator.plan import constant_code, exp_table_index, gather_index, im2col_index, pool_windows, scale_channel
 
-from .casts import aligned, cast, multiply_accumulate, tree_sum
+from .casts import (accumulate, aligned, cast, clamp_to_changes, make_pair, plan_accumulation,
+                    tree_sum)
 from .intervals import Range, union
 from .vector_ir import Function, Module, Vec, lane_of
 
@@ -27,8 +29,17 @@ from .vector_ir import Function, Module, Vec, lane_of
 VECTOR_EVENTS = 16
 #: A convolution with more multiply-accumulates than this (pixels x non-zero weights) loops over its pixels.
 UNROLL_MACS = 2048
+#: Input rows are prefetched this many blocks ahead.
+PREFETCH_BLOCKS = 8
 #: A part function is closed after the layer that takes it past this many lines of IR.
-PART_LINES = 2500
+PART_LINES = 1500
+#: A multiply-accumulate layer with more int32 product steps than this is staged (SegmentCode.multiply_accumulate),
+#: ACCUMULATORS outputs per part function.
+STAGE_STEPS = 192
+ACCUMULATORS = 12
+
+#: Overflow modes under which a cast is monotone in its input (so inputs beyond its saturation can be clamped).
+MONOTONE_OVERFLOW = ("SAT", "SAT_SYM")
 
 GENERATORS: dict = {}
 
@@ -121,6 +132,7 @@ class SegmentCode:
         self.dtype_bits = np.dtype(dtype).itemsize * 8
         self.module = Module(_function_attributes())
         self.parts = 0
+        self.cast_tally = [0, 0]
         self.f = self._part()
         self.frame_bytes = 0
         self.constant_rows: list = []  # (byte offset, lane, code) written once per call
@@ -128,7 +140,7 @@ class SegmentCode:
         self.casts: dict = {}
 
     def _part(self) -> Function:
-        return Function(self.V, self.module)
+        return Function(self.V, self.module, casts=self.cast_tally)
 
     def dry(self) -> Function:
         """A Function that only computes ranges."""
@@ -152,43 +164,74 @@ class SegmentCode:
     def rows(self, t: FixedType, ranges: list) -> Buffer:
         """New frame rows for elements with these ranges, and the zero row after them."""
         lane = lane_of(union([*ranges, Range.const(0)]))
-        offset = -(-self.frame_bytes // 64) * 64
-        self.frame_bytes = offset + (len(ranges) + 1) * self.V * lane // 8
+        offset = self.frame((len(ranges) + 1) * self.V * lane // 8)
         self.constant_rows.append((offset, lane, len(ranges), 0))
         return Buffer(t, ranges, memory=offset, lane=lane)
 
     # ---- the module ----------------------------------------------------------------------------------
     def generate(self) -> Generated:
         seg = self.segment
-        buffers, checks = {}, []
+        self.buffers, checks = {}, []
         for (name, t, size), j in zip(seg.inputs, range(len(seg.inputs))):
-            buffers[name], lo, hi = self._load_input(self._pointer("%inputs", j), t, size)
+            self.buffers[name], lo, hi = self._load_input(self._pointer("%inputs", j), t, size)
             checks.append((lo, hi, t))
         self._count_bad_blocks(checks)
-        needed = [{n for later in seg.layers[i + 1:] for n in later.inputs} for i in range(len(seg.layers))]
         outputs = {name: j for j, name in enumerate(seg.outputs)}
         for name in seg.outputs:
-            if name in buffers:
-                self._store_output(self._pointer("%outputs", outputs[name]), buffers[name])
+            if name in self.buffers:
+                self._store_output(self._pointer("%outputs", outputs[name]), self.buffers[name])
+        self.live = {name for layer in seg.layers for name in layer.inputs}
+        self.close_part()
         for i, layer in enumerate(seg.layers):
-            buffers[layer.name] = self._layer(layer, [buffers[name] for name in layer.inputs])
+            self.live = {name for later in seg.layers[i + 1:] for name in later.inputs}
+            self.buffers[layer.name] = self._layer(layer, [self.buffers[name] for name in layer.inputs])
             if layer.name in outputs:
-                self._store_output(self._pointer("%outputs", outputs[layer.name]), buffers[layer.name])
+                self._store_output(self._pointer("%outputs", outputs[layer.name]), self.buffers[layer.name])
             if len(self.f.lines) > PART_LINES and i + 1 < len(seg.layers):
-                for name in needed[i] & buffers.keys():
-                    buffers[name] = self.in_memory(buffers[name])
-                self._close_part()
-        self._close_part()
+                self.close_part()
+        self.close_part()
         self._main()
-        ranges = {name: buf.ranges for name, buf in buffers.items()}
+        ranges = {name: buf.ranges for name, buf in self.buffers.items()}
         return Generated(self.module.text(), self.V, seg, ranges, self.casts, self.notes)
 
-    def _close_part(self):
+    def close_part(self):
+        """End the current part function (the tensors later layers read are stored to the frame first) and start
+        the next one."""
+        for name in self.live & self.buffers.keys():
+            self.buffers[name] = self.in_memory(self.buffers[name])
         self.f.instr("ret void")
-        self.module.add_function(f"internal void @part{self.parts}(ptr noalias %frame, ptr %inputs, ptr %outputs, "
-                                 f"i64 %event0, i64 %stride, ptr noalias %bad) noinline", self.f)
+        self.module.add_function(f"void @part{self.parts}(ptr noalias %frame, ptr %inputs, ptr %outputs, "
+                                 f"i64 %event0, i64 %stride, ptr noalias %bad, ptr noalias %words) noinline", self.f)
         self.parts += 1
         self.f = self._part()
+
+    def frame(self, size: int) -> int:
+        """`size` bytes of the frame, at a multiple of 64; returns their offset."""
+        offset = -(-self.frame_bytes // 64) * 64
+        self.frame_bytes = offset + size
+        return offset
+
+    def multiply_accumulate(self, layer: Layer, columns: list, biases: list, x_frac: int) -> Buffer:
+        """The outputs res(acc(b_j) + sum acc(x*w)) of columns[j] = [(key, x, w)] (casts.plan_accumulation). A
+        large exact layer is staged: its 16-bit pair vectors are stored to the frame, then each group of outputs is
+        a part function of its own that reads them (its accumulators stay in registers; one long function would be
+        scheduled into a mess of spills)."""
+        plans = [plan_accumulation(terms, bias, x_frac, layer) for terms, bias in zip(columns, biases)]
+        steps = [step for plan in plans for _, step in plan.steps]
+        staged = (sum(len(plan.steps) for plan in plans) > STAGE_STEPS and all(p.kind == "dots" for p in plans)
+                  and all(step.kind != "plain" for step in steps))
+        if not staged:
+            values = accumulate(self.f, plans, layer)
+            return Buffer(layer.result, [v.range for v in values], values=values)
+        out = self.rows(layer.result, [v.range for v in accumulate(self.dry(), plans, layer)])
+        pairs = FramePairs(self, steps)
+        for first in range(0, len(plans), ACCUMULATORS):
+            self.close_part()
+            values = accumulate(self.f, plans[first:first + ACCUMULATORS], layer, pairs, ACCUMULATORS)
+            for j, v in enumerate(values, first):
+                self.f.store_row(out.memory, out.lane, j, v)
+        self.close_part()
+        return out
 
     def _main(self):
         """emulate(): the frame and its constant rows, then the part functions on every block."""
@@ -203,7 +246,7 @@ class SegmentCode:
             event0 = f.emit(f"mul nuw i64 {f.emit(f'add nuw i64 %first_block, {b}', 'i')}, {self.V}", "i")
             for k in range(self.parts):
                 f.instr(f"call void @part{k}(ptr %frame, ptr %inputs, ptr %outputs, i64 {event0}, i64 %stride, "
-                        f"ptr %bad)")
+                        f"ptr %bad, ptr @words)")
         f.instr(f"ret i64 {f.emit('load i64, ptr %bad, align 8', 'i')}")
         self.module.add_function("i64 @emulate(ptr %inputs, ptr %outputs, i64 %first_block, i64 %n_blocks, "
                                  "i64 %stride)", f)
@@ -212,12 +255,12 @@ class SegmentCode:
         emit = GENERATORS.get(layer.op)
         if emit is None:
             raise LayerNotGenerated(layer, f"op {layer.op!r} has no fast-emulator generator")
-        self.f.casts = [0, 0]
+        self.cast_tally[:] = [0, 0]
         try:
             out = emit(self, layer, inputs)
         except UnsupportedType as error:
             raise LayerNotGenerated(layer, str(error)) from error
-        kept, seen = self.f.casts
+        kept, seen = self.cast_tally
         self.casts[layer.name] = (seen, kept)
         lanes = "frame rows" if out.memory is not None else "registers"
         self.note(f"{layer.name} ({layer.op}): {lanes}; casts in the code: {seen}, {seen - kept} proven no-ops, "
@@ -261,6 +304,7 @@ class SegmentCode:
         lane = lane_of(Range.of(t))
         values: list = [None] * n
         lo = hi = None
+        self._prefetch(ptr, n * bits // 8)
         for first in self._windows(n):
             rows = []
             for e in range(self.V):
@@ -272,6 +316,16 @@ class SegmentCode:
                 if first + k < n:
                     values[first + k] = Vec(column, lane, Range.of(t))
         return Buffer(t, [Range.of(t)] * n, values=values), lo, hi
+
+    def _prefetch(self, ptr: str, row_bytes: int):
+        """Ask for the input rows of the block PREFETCH_BLOCKS ahead (one prefetch per cache line; a prefetch
+        past the end of the array is harmless)."""
+        f = self.f
+        fn = self.module.intrinsic("llvm.prefetch.p0", "void", ["ptr", "i32", "i32", "i32"])
+        ahead = f.emit(f"mul nuw i64 {f.emit(f'add nuw i64 %event0, {PREFETCH_BLOCKS * self.V}', 'i')}, {row_bytes}", "i")
+        for line in range(0, self.V * row_bytes, 64):
+            at = f.emit(f"getelementptr i8, ptr {ptr}, i64 {f.emit(f'add nuw i64 {ahead}, {line}', 'i')}", "p")
+            f.instr(f"call void {fn}(ptr {at}, i32 0, i32 3, i32 1)")
 
     def _vector_minmax(self, op: str, a: str, b: str, bits: int) -> str:
         vt = f"<{self.V} x i{bits}>"
@@ -314,6 +368,28 @@ class SegmentCode:
         return rows
 
 
+class FramePairs:
+    """The 16-bit pair vectors of staged steps: made and stored to frame rows once per block by the current part,
+    loaded (once per part) by the parts that multiply them."""
+
+    def __init__(self, g: SegmentCode, steps: list):
+        unique = {}
+        for step in steps:
+            if step.kind in ("pair", "split"):
+                unique.setdefault(step.vector_key, step)
+        self.rows = {key: k for k, key in enumerate(unique)}
+        self.offset = g.frame(len(unique) * g.V * 4)
+        for key, step in unique.items():
+            g.f.store_pair(self.offset, self.rows[key], make_pair(g.f, step))
+        self._loaded: dict = {}
+
+    def vector(self, f: Function, step) -> str:
+        key = (id(f), step.vector_key)
+        if key not in self._loaded:
+            self._loaded[key] = f.widen(f.load_pair(self.offset, self.rows[step.vector_key]))
+        return self._loaded[key]
+
+
 def _function_attributes() -> str:
     """Let LLVM use the machine's widest vector registers for the explicit vectors."""
     import llvmlite.binding as llvm
@@ -344,13 +420,19 @@ def _batchnorm(g: SegmentCode, layer: Layer, inputs: list) -> Buffer:
     frac = max(x_frac + s_t.fractional, b_t.fractional)
     channel = scale_channel(layer)
     scale, bias = layer.tensors["scale"].ravel(), layer.tensors["bias"].ravel()
+    spec = type_spec(layer.result)
     values = []
     for k in range(layer.size):
         s_code = int(scale[channel[k]]) << (frac - x_frac - s_t.fractional)
         b_code = int(bias[channel[k]]) << (frac - b_t.fractional)
         # the exact value x*s + b on the coarsest grid that holds it: narrower lanes, the same cast result
         zeros = min(_trailing_zeros(s_code), _trailing_zeros(b_code))
-        v = g.f.add(g.f.scale(x.value(g.f, k), s_code >> zeros), Vec.const(b_code >> zeros))
+        s_code, b_code = s_code >> zeros, b_code >> zeros
+        xk = x.value(g.f, k)
+        if layer.result.overflow in MONOTONE_OVERFLOW:
+            xk = clamp_to_changes(g.f, xk, lambda v: cast_raw(v * s_code + b_code, frac - zeros, *spec),
+                                  lambda r: r.scale(s_code) + Range.const(b_code))
+        v = g.f.add(g.f.scale(xk, s_code), Vec.const(b_code))
         values.append(cast(g.f, v, frac - zeros, layer.result))
     return Buffer(layer.result, [v.range for v in values], values=values)
 
@@ -365,6 +447,7 @@ def _rectifier(g: SegmentCode, layer: Layer, inputs: list) -> Buffer:
     (x,) = inputs
     alpha, alpha_frac = (layer.params["alpha"], layer.types["param"].fractional) if layer.op == "leaky_relu" else (0, 0)
     f, x_frac, res = g.f, x.type.fractional, layer.result
+    spec = type_spec(res)
 
     def rectify(v: Vec) -> Vec:
         parts = []
@@ -372,6 +455,9 @@ def _rectifier(g: SegmentCode, layer: Layer, inputs: list) -> Buffer:
             parts.append(cast(f, v.proven(Range(max(v.range.lo, 1), v.range.hi)), x_frac, res))
         if v.range.lo <= 0:
             negative = v.proven(Range(v.range.lo, min(v.range.hi, 0)))
+            if res.overflow in MONOTONE_OVERFLOW:  # the positive lanes take the other part of the select
+                negative = clamp_to_changes(f, negative, lambda n: cast_raw(n * alpha, x_frac + alpha_frac, *spec),
+                                            lambda r: r.scale(alpha))
             parts.append(cast(f, f.scale(negative, alpha), x_frac + alpha_frac, res))
         if len(parts) == 1:
             return parts[0]
@@ -392,9 +478,9 @@ def _dense(g: SegmentCode, layer: Layer, inputs: list) -> Buffer:
     (x,) = inputs
     w, b = layer.tensors["weight"].reshape(x.size, -1), layer.tensors["bias"].ravel()
     g.note(f"{layer.name}: {np.count_nonzero(w)} of {w.size} weights non-zero")
-    values = [multiply_accumulate(g.f, [(x.value(g.f, i), int(w[i, j])) for i in np.flatnonzero(w[:, j])], int(b[j]),
-                                  x.type.fractional, layer) for j in range(w.shape[1])]
-    return Buffer(layer.result, [v.range for v in values], values=values)
+    inputs = [x.value(g.f, i) for i in range(x.size)]
+    columns = [[(i, inputs[i], int(w[i, j])) for i in range(x.size)] for j in range(w.shape[1])]
+    return g.multiply_accumulate(layer, columns, [int(v) for v in b], x.type.fractional)
 
 
 @generator("conv2d")
@@ -408,17 +494,24 @@ def _conv2d(g: SegmentCode, layer: Layer, inputs: list) -> Buffer:
     n_filt, x_frac = w.shape[1], x.type.fractional
     g.note(f"{layer.name}: {np.count_nonzero(w)} of {w.size} weights non-zero")
 
-    def pixel(f: Function, filt: int, read) -> Vec:
-        terms = [(read(t), int(w[t, filt])) for t in np.flatnonzero(w[:, filt])]
-        return multiply_accumulate(f, terms, int(b[filt]), x_frac, layer)
+    def pixel(read) -> list:
+        """The n_filt columns [(tap, x, w)] of one pixel whose tap t holds read(t)."""
+        return [[(t, read(t), int(w[t, filt])) for t in range(n_taps)] for filt in range(n_filt)]
 
+    biases = [int(v) for v in b]
     if n_pix * np.count_nonzero(w) <= UNROLL_MACS:
-        values = [pixel(g.f, filt, lambda t: x.value(g.f, int(index[p, t]))) for p in range(n_pix)
-                  for filt in range(n_filt)]
-        return Buffer(layer.result, [v.range for v in values], values=values)
+        columns = []
+        for p in range(n_pix):
+            taps = [x.value(g.f, int(k)) for k in index[p]]
+            columns += pixel(taps.__getitem__)
+        return g.multiply_accumulate(layer, columns, biases * n_pix, x_frac)
+
+    def outputs(f: Function, read) -> list:
+        plans = [plan_accumulation(column, bias, x_frac, layer) for column, bias in zip(pixel(read), biases)]
+        return accumulate(f, plans, layer)
+
     dry = g.dry()
-    ranges = [pixel(dry, filt, lambda t: x.value(dry, int(index[p, t]))).range for p in range(n_pix)
-              for filt in range(n_filt)]
+    ranges = [y.range for p in range(n_pix) for y in outputs(dry, lambda t: x.value(dry, int(index[p, t])))]
     x, out, f = g.in_memory(x), g.rows(layer.result, ranges), g.f
     rows = g.module.table(np.where(index >= 0, index, x.size).ravel(), 32)
     used = np.flatnonzero(w.any(axis=1))
@@ -429,8 +522,7 @@ def _conv2d(g: SegmentCode, layer: Layer, inputs: list) -> Buffer:
             row = f.load_index(rows, f.emit(f"add nuw i64 {first_tap}, {t}", "i"))
             taps[t] = f.load_row(x.memory, x.lane, row, x.span(index[:, t]))
         first_out = f.emit(f"mul nuw i64 {p}, {n_filt}", "i")
-        for filt in range(n_filt):
-            y = pixel(f, filt, taps.__getitem__)
+        for filt, y in enumerate(outputs(f, lambda t: taps.get(t, Vec.const(0)))):
             f.store_row(out.memory, out.lane, f.emit(f"add nuw i64 {first_out}, {filt}", "i"), y)
     return out
 

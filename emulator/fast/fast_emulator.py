@@ -44,6 +44,32 @@ def kernel_of(ir: str) -> Kernel:
         return _kernels[ir]
 
 
+def run_blocks(kernel: Kernel, arrays: list, outs: list, n_blocks: int, V: int) -> int:
+    """Run blocks 0..n_blocks-1 of V events in chunks spread over numba.get_num_threads() threads; returns the
+    number of blocks with an input code out of range. `arrays` are (N, n) inputs, `outs` (n, stride) outputs."""
+    if n_blocks == 0:
+        return 0
+    ins_table = np.array([a.ctypes.data for a in arrays], dtype=np.int64)
+    outs_table = np.array([o.ctypes.data for o in outs], dtype=np.int64)
+    stride = outs[0].shape[1]
+    threads = numba.get_num_threads()
+    per_chunk = max(1, min(-(-n_blocks // (threads * CHUNKS_PER_THREAD)), MAX_CHUNK_EVENTS // V))
+    starts = range(0, n_blocks, per_chunk)
+    counter = itertools.count()
+
+    def work() -> int:
+        bad = 0
+        while (i := next(counter)) < len(starts):
+            first = starts[i]
+            bad += kernel.emulate(ins_table.ctypes.data, outs_table.ctypes.data, first,
+                                  min(per_chunk, n_blocks - first), stride)
+        return bad
+
+    if threads == 1 or len(starts) == 1:
+        return work()
+    return sum(f.result() for f in [_threads().submit(work) for _ in range(min(threads, len(starts)))])
+
+
 class FastEmulator(Emulator):
     """An Emulator whose predict/predict_codes run generated kernels; trace stays on the reference kernels.
 
@@ -113,37 +139,12 @@ class FastEmulator(Emulator):
         n_events, V = len(arrays[0]), generated.vector
         outs = [np.empty((self.manifest.layer(name).size, n_events), dtype=np.int64) for name in segment.outputs]
         full = n_events // V * V
-        bad = self._run_blocks(kernel, arrays, outs, full // V, V)
+        bad = run_blocks(kernel, arrays, outs, full // V, V)
         if full < n_events:
             bad += self._run_tail(kernel, arrays, outs, full, V)
         if bad:
             self._refuse_out_of_range(segment, arrays)
         return {name: np.ascontiguousarray(o.T) for name, o in zip(segment.outputs, outs)}
-
-    def _run_blocks(self, kernel: Kernel, arrays: list, outs: list, n_blocks: int, V: int) -> int:
-        """Run blocks 0..n_blocks-1 in chunks spread over numba.get_num_threads() threads; returns bad blocks.
-        Outputs are (n, N) arrays: element-major, one row per output element."""
-        if n_blocks == 0:
-            return 0
-        ins_table = np.array([a.ctypes.data for a in arrays], dtype=np.int64)
-        outs_table = np.array([o.ctypes.data for o in outs], dtype=np.int64)
-        stride = outs[0].shape[1]
-        threads = numba.get_num_threads()
-        per_chunk = max(1, min(-(-n_blocks // (threads * CHUNKS_PER_THREAD)), MAX_CHUNK_EVENTS // V))
-        starts = range(0, n_blocks, per_chunk)
-        counter = itertools.count()
-
-        def work() -> int:
-            bad = 0
-            while (i := next(counter)) < len(starts):
-                first = starts[i]
-                bad += kernel.emulate(ins_table.ctypes.data, outs_table.ctypes.data, first,
-                                      min(per_chunk, n_blocks - first), stride)
-            return bad
-
-        if threads == 1 or len(starts) == 1:
-            return work()
-        return sum(f.result() for f in [_threads().submit(work) for _ in range(min(threads, len(starts)))])
 
     def _run_tail(self, kernel: Kernel, arrays: list, outs: list, first: int, V: int) -> int:
         """The last events (fewer than V) through one zero-padded block."""
@@ -151,7 +152,7 @@ class FastEmulator(Emulator):
         for p, a in zip(padded, arrays):
             p[:len(a) - first] = a[first:]
         tails = [np.empty((o.shape[0], V), dtype=np.int64) for o in outs]
-        bad = self._run_blocks(kernel, padded, tails, 1, V)
+        bad = run_blocks(kernel, padded, tails, 1, V)
         for o, t in zip(outs, tails):
             o[:, first:] = t[:, :o.shape[1] - first]
         return bad

@@ -70,7 +70,7 @@ class Function:
     """The body of one LLVM function under construction: entry-block lines (allocas), then basic blocks.
     A dry Function only computes ranges (to prove per-element ranges of code that is emitted once, in a loop)."""
 
-    def __init__(self, V: int, module: "Module", dry: bool = False):
+    def __init__(self, V: int, module: "Module", dry: bool = False, casts: list | None = None):
         self.V = V
         self.module = module
         self.dry = dry
@@ -78,7 +78,9 @@ class Function:
         self.lines: list = []
         self.label = "entry"
         self._count = 0
-        self.casts = [0, 0]  # [kept, seen]: casts whose rounding or overflow is emitted, casts in the code
+        # [kept, seen]: casts whose rounding or overflow is emitted, casts in the code (a list shared by parts)
+        self.casts = [0, 0] if casts is None else casts
+        self._pairs: dict = {}  # 16-bit pair vectors of the current basic block, by their halves
 
     # ---- plumbing ---------------------------------------------------------------------------------
     def vt(self, lane: int) -> str:
@@ -103,6 +105,7 @@ class Function:
     def start_block(self, label: str):
         self.lines.append(f"{label}:")
         self.label = label
+        self._pairs = {}
 
     def tally(self, seen: int, kept: int):
         self.casts[0] += kept
@@ -270,6 +273,61 @@ class Function:
                         f"<{self.V} x i1> splat (i1 true), {self.vt(lane)} poison)")
         return Vec(ref, lane, r)
 
+    # ---- 16-bit pairs: two multiply-accumulates per lane pair (x86: pmaddwd, or vpdpwssd with the add) ----------
+    def pair(self, a: Vec, b: Vec) -> str:
+        """<2V x i16> holding a and b interleaved (a of event e in lane 2e, b in 2e + 1): both ranges must fit
+        int16. Made once per basic block for each (a, b)."""
+        key = (a.ref, a.lane, a.range, b.ref, b.lane, b.range)
+        if key not in self._pairs:
+            V = self.V
+            mask = ", ".join(f"i32 {x}" for i in range(V) for x in (i, V + i))
+            vt = self.vt(16)
+            self._pairs[key] = self.emit(f"shufflevector {vt} {self.operand(a, 16)}, {vt} {self.operand(b, 16)}, "
+                                         f"<{2 * V} x i32> <{mask}>")
+        return self._pairs[key]
+
+    def split(self, x: Vec, s: int) -> str:
+        """The pair (x mod 2**s, floor(x / 2**s)) of x: x * c = pair . (c, c * 2**s)."""
+        return self.pair(self.low_bits(x, s), self.ashr(x, s))
+
+    def widen(self, pair: str) -> str:
+        """A pair vector sign-extended to <2V x i32>, the operand of `dot` (once per basic block)."""
+        key = ("widen", pair)
+        if key not in self._pairs:
+            self._pairs[key] = self.emit(f"sext <{2 * self.V} x i16> {pair} to <{2 * self.V} x i32>")
+        return self._pairs[key]
+
+    def store_pair(self, offset: int, row: int, pair: str):
+        """A pair vector into frame row `row` (rows of V * 4 bytes) from byte `offset`."""
+        if not self.dry:
+            self.instr(f"store <{2 * self.V} x i16> {pair}, ptr {self.row_pointer(offset, 32, row)}, align 64")
+
+    def load_pair(self, offset: int, row: int) -> str:
+        return self.emit(f"load <{2 * self.V} x i16>, ptr {self.row_pointer(offset, 32, row)}, align 64")
+
+    def dot(self, pair: str, ca: int, cb: int, r: Range) -> Vec:
+        """a * ca + b * cb of a widened pair (`widen`), in int32 (its exact value lies in r). The weights come
+        from the module's word table at run time, so LLVM keeps the multiply a 16-bit pair dot product (x86:
+        pmaddwd, or vpdpwssd with the add that follows) instead of refactoring constant multiplies."""
+        V = self.V
+        wide = f"<{2 * V} x i32>"
+        word = self.word((ca & 0xFFFF) | ((cb & 0xFFFF) << 16))
+        halves16 = self.emit(f"bitcast {self.vt(32)} {word} to <{2 * V} x i16>")
+        weights = self.emit(f"sext <{2 * V} x i16> {halves16} to {wide}")
+        product = self.emit(f"mul {wide} {pair}, {weights}")
+        halves = [self.emit(f"shufflevector {wide} {product}, {wide} poison, <{V} x i32> "
+                            f"<{', '.join(f'i32 {2 * i + k}' for i in range(V))}>") for k in (0, 1)]
+        return Vec(self.emit(f"add {self.vt(32)} {halves[0]}, {halves[1]}"), 32, r)
+
+    def word(self, value: int) -> str:
+        """<V x i32> of a 32-bit word, read through %words from its own entry of the module's table: each use
+        folds into its instruction as a broadcast memory operand (a word shared by several instructions would be
+        kept in, and spilled from, a register)."""
+        pointer = self.emit(f"getelementptr i32, ptr %words, i64 {self.module.word(value)}", "p")
+        scalar = self.emit(f"load i32, ptr {pointer}, align 4", "i")
+        one = self.emit(f"insertelement {self.vt(32)} poison, i32 {scalar}, i64 0")
+        return self.emit(f"shufflevector {self.vt(32)} {one}, {self.vt(32)} poison, <{self.V} x i32> zeroinitializer")
+
     # ---- frame rows and loops ------------------------------------------------------------------------
     def row_pointer(self, offset: int, lane: int, row: int | str) -> str:
         """The address of row `row` (V lanes of `lane` bits) of the frame rows starting at byte `offset` of
@@ -328,6 +386,7 @@ class Module:
 
     def __init__(self, attributes: str):
         self.attributes = attributes
+        self.words: list = []  # the table @words
         self.globals: list = []
         self.declarations: dict = {}
         self.functions: list = []
@@ -339,6 +398,12 @@ class Module:
         self.globals.append(f"{name} = private unnamed_addr constant [{len(values)} x i{lane}] [{body}], align 64")
         return name
 
+    def word(self, value: int) -> int:
+        """The index of a new entry of the table @words holding a 32-bit word (part functions read the table
+        through their argument %words, so LLVM cannot fold the value into its code)."""
+        self.words.append(wrapped(value, 32))
+        return len(self.words) - 1
+
     def intrinsic(self, name: str, result: str, params: list) -> str:
         self.declarations[name] = f"declare {result} @{name}({', '.join(params)})"
         return f"@{name}"
@@ -348,5 +413,7 @@ class Module:
         self.functions.append("\n".join([f"define {header} #0 {{", "entry:", *fn.entry, *fn.lines, "}"]))
 
     def text(self) -> str:
-        return "\n\n".join(["\n".join(self.globals), *self.functions, "\n".join(self.declarations.values()),
+        words = ", ".join(f"i32 {w}" for w in self.words) or "i32 0"
+        table = f"@words = private unnamed_addr constant [{max(len(self.words), 1)} x i32] [{words}], align 64"
+        return "\n\n".join(["\n".join([*self.globals, table]), *self.functions, "\n".join(self.declarations.values()),
                             f"attributes #0 = {{ {self.attributes} }}"]) + "\n"
