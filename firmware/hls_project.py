@@ -34,7 +34,8 @@ _SKIPPED_SUFFIXES = (".so", ".o")
 #: hls4ml layer classes whose C-simulation keeps no state between events once their lookup tables are filled
 #: (recurrent layers, for one, do): a project made only of these may run events on several threads.
 STATELESS_LAYERS = frozenset({
-    "Input", "Dense", "Conv1D", "Conv2D", "BatchNormalization", "Activation", "QActivation", "LeakyReLU",
+    "Input", "Dense", "Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+    "BatchNormalization", "Activation", "QActivation", "LeakyReLU",
     "ParametrizedActivation", "PReLU", "Softmax", "Reshape", "Transpose", "ZeroPadding1D", "ZeroPadding2D",
     "Pooling1D", "Pooling2D", "GlobalPooling1D", "GlobalPooling2D", "Resize", "Merge", "Concatenate", "Dot",
     "KLDivergence", "MSEDistance",

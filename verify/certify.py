@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from models.data import DataError, iter_chunks
 
 from .merge import merge
-from .model_ref import ModelSpec, resolve
+from .model_ref import ModelError, ModelSpec, resolve
 from .paths import BackendOptions, EmulatorBackend, get_backend
 from .report import LAYERS_PLOT, SCORES_PLOT, build_report, plot_layer_differences, plot_scores, write_report
 from .shard import ShardSettings, verify_shard
@@ -109,6 +109,11 @@ def certify(options: Options) -> Certification:
     """Certify; raises ModelError, DataError, BackendError or FaultError (usage or environment errors)."""
     model = resolve(options.model, options.build_dir)
     manifest = model.manifest
+    if len(manifest.inputs) != 1:
+        raise ModelError(f"model {model.label!r} has {len(manifest.inputs)} inputs "
+                         f"({', '.join(t.name for t in manifest.inputs)}); verify certifies one-input models: its "
+                         f"event sources, test vectors and RTL harness feed one input tensor (emulator.Emulator and "
+                         f"firmware.csim.CSim take several)")
     source, n_events = _source(options)
     if n_events < 1:
         raise DataError("there are no events to verify (--events must be at least 1)")

@@ -6,7 +6,8 @@ The fill_buffer that hls4ml generates gathers each output pixel's taps in (kh, k
 taps on padding inside the layer ('same' convolutions keep their padding in io_parallel); a 1D convolution is the
 2D one of height 1. Conv: dense_latency on each pixel's taps, the op `conv2d` of emulator.plan.
 Depthwise (nnet_sepconv{1,2}d_latency.h): acc_c = acc(b_c); for each tap k, acc_c = acc(acc_c + acc(x[k, c] *
-w[k, c])); y = res(acc_c), for a depth multiplier of 1 (the only one its C++ accepts).
+w[k, c])); y = res(acc_c), for a depth multiplier of 1 (the only one its C++ accepts); taps in the order of the
+layer's `sum_order` (emulator.plan.summation_order: hls4ml's is forward).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ..arith import cast, type_spec
+from ..arith import type_spec
 from ..hls4ml_export import (UnsupportedLayer, _attr_type, _base, _require_channels_last, _with_weights,
                              register_exporter)
-from ..kernels import _JIT, observe, probed_cast
+from ..kernels import _JIT, probed_cast
 from ..manifest import register_op
-from ..plan import Step, _in_type, im2col_index, multiply_accumulate_sites, planner
+from ..plan import Step, _in_type, im2col_index, multiply_accumulate_sites, planner, summation_order
 
 register_op("depthwise2d", types=("weight", "bias", "accum"), tensors=("weight", "bias"))
 
@@ -90,15 +91,11 @@ def depthwise_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec, p
     acc_frac = acc_spec[1]
     prod_frac = x_frac + w_frac
     y = np.empty((n_events, n_pix * n_chan), dtype=np.int64)
-    bias = np.empty(n_chan, dtype=np.int64)
-    for c in range(n_chan):
-        bias[c] = cast(b[c], b_frac, acc_spec)
     for n in nb.prange(n_events):
         for p in range(n_pix):
             for c in range(n_chan):
                 out = p * n_chan + c
-                acc = bias[c]
-                observe(probe, n, 0, out, b[c], b_frac, acc_spec, acc)
+                acc = probed_cast(probe, n, 0, out, b[c], b_frac, acc_spec)
                 for k in range(n_taps):
                     src = index[p, k * n_chan + c]
                     xi = x[n, src] if src >= 0 else 0
@@ -112,8 +109,12 @@ def depthwise_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec, p
 def _depthwise2d(layer, manifest):
     x_t, w_t, b_t = _in_type(layer, manifest), layer.types["weight"], layer.types["bias"]
     sites = multiply_accumulate_sites(layer, manifest, layer.size)
-    w = np.ascontiguousarray(layer.tensors["weight"].ravel())
     b = np.ascontiguousarray(layer.tensors["bias"].ravel())
-    args = (x_t.fractional, im2col_index(layer.params, padded=True), w, w_t.fractional, b, b_t.fractional,
-            type_spec(layer.types["accum"]), type_spec(layer.result))
+    index = im2col_index(layer.params, padded=True)
+    taps = index.shape[1] // b.size
+    order = summation_order(layer, taps)
+    index = np.ascontiguousarray(index.reshape(len(index), taps, b.size)[:, order].reshape(len(index), -1))
+    w = np.ascontiguousarray(layer.tensors["weight"].reshape(taps, b.size)[order].ravel())
+    args = (x_t.fractional, index, w, w_t.fractional, b, b_t.fractional, type_spec(layer.types["accum"]),
+            type_spec(layer.result))
     return Step(lambda xs, probe: depthwise_cast(xs[0], *args, probe), sites)

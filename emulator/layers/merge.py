@@ -1,7 +1,8 @@
 """Merge layers of two tensors as hls4ml's io_parallel nnet_merge.h computes them.
 
 Element k of the output reads element k mod n1 of the first input and k mod n2 of the second (hls4ml's
-broadcast), and the exact ap_fixed result of the operation is cast once to the result type:
+broadcast; hls4ml writes n_elem outputs, the larger input size compared as text: a merge it leaves partly unset
+is refused), and the exact ap_fixed result of the operation is cast once to the result type:
   add, subtract: res(x1 +- x2);  multiply: res(x1 * x2);  average: res((x1 + x2) * ap_ufixed<1,0>(0.5));
   maximum, minimum: x1 > x2 (x1 < x2) ? res(x1) : res(x2), compared exactly;
   concatenate: res of the element each position takes (concatenate{1,2,3}d along hls4ml's axis);
@@ -38,7 +39,20 @@ def _merge(node):
         raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): merge op {op!r} is not supported "
                                f"(supported: {', '.join(ARITHMETIC + SELECTION)})")
     n_elem1, n_elem2 = _input_sizes(node)
-    return _base(node, op, n_elem1=n_elem1, n_elem2=n_elem2)
+    layer = _base(node, op, n_elem1=n_elem1, n_elem2=n_elem2)
+    written = _elements_written(node)
+    if written != layer.size:
+        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): hls4ml writes only {written} of its "
+                               f"{layer.size} outputs (its merge config takes n_elem as the larger of the C++ size "
+                               f"strings of the inputs' shapes, compared as text) and leaves the others unset; "
+                               f"broadcast the smaller input to a shape whose size string sorts first")
+    return layer
+
+
+def _elements_written(node) -> int:
+    """The n_elem of hls4ml's merge config: the max, as text, of the inputs' size_cpp() strings ('2*2*3' < '3')."""
+    text = max(node.get_input_variable(name).size_cpp() for name in node.inputs)
+    return int(np.prod([int(factor) for factor in text.split("*")]))
 
 
 def concatenation_axis(rank: int, axis: int) -> int:

@@ -11,7 +11,7 @@ import dataclasses
 
 from emulator.layers.merge import broadcast_index, concatenation_index
 from emulator.layers.pooling import max_pad_code
-from emulator.plan import im2col_index, pool_windows
+from emulator.plan import im2col_index, pool_windows, summation_order
 
 from .exact import add, aligned, product
 from .ops import LayerBuild, accumulate, generator, neuron
@@ -67,8 +67,9 @@ def _depthwise2d(build: LayerBuild):
     index = im2col_index(layer.params, padded=True)
     weight, bias = layer.tensors["weight"].ravel(), layer.tensors["bias"].ravel()
     n_chan = bias.size
-    return [neuron(build, int(bias[c]), [(x[src], int(weight[k])) for k, src in enumerate(row)
-                                         if src >= 0 and k % n_chan == c])
+    order = summation_order(layer, index.shape[1] // n_chan)
+    return [neuron(build, int(bias[c]), [(x[row[k * n_chan + c]], int(weight[k * n_chan + c])) for k in order
+                                         if row[k * n_chan + c] >= 0])
             for row in index for c in range(n_chan)]
 
 
