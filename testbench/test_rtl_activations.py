@@ -10,7 +10,6 @@ Tables are filled as the exporter fills them (emulator.tables), so no hls4ml is 
 import numpy as np
 import pytest
 
-from emulator import Emulator
 from emulator.fixed_type import FixedType
 from emulator.layers.activations import LOOKUPS, SELU_LAMBDA
 from emulator.manifest import Layer, Manifest, Tensor
@@ -19,8 +18,7 @@ from emulator.tables import (activation_table, legacy_exp_table, legacy_invert_t
                              softmax_invert_table)
 from firmware.rtl.generator import generate_rtl
 from firmware.rtl.lint import lint
-from testbench.cosim import cosimulate, first_mismatch
-from testbench.rtl_models import stimulus
+from testbench.test_rtl_cosim import check
 
 T = FixedType.parse
 EVENTS = {"verilator": 20_000, "icarus": 300}
@@ -52,15 +50,15 @@ def activation_model(seed: int = 7) -> Manifest:
                          accum="ap_fixed<18,8,AP_RND,AP_SAT>", inv_inp="ap_fixed<16,6,AP_RND,AP_SAT>")
     legacy_table = FixedType(18, 8)
     layers = [
-        _lookup("sigmoid", 1000, "ap_fixed<18,8,AP_RND,AP_SAT>", "ap_ufixed<10,1,AP_RND,AP_SAT>"),
+        _lookup("sigmoid", 200, "ap_fixed<18,8,AP_RND,AP_SAT>", "ap_ufixed<10,1,AP_RND,AP_SAT>"),
         _lookup("tanh", 256, "ap_fixed<16,2,AP_RND_CONV,AP_SAT>", "ap_fixed<9,2,AP_RND,AP_SAT>"),
-        _lookup("softplus", 512, "ap_ufixed<16,6,AP_RND,AP_SAT>", "ap_fixed<10,4>"),
+        _lookup("softplus", 128, "ap_ufixed<16,6,AP_RND,AP_SAT>", "ap_fixed<10,4>"),
         _lookup("softsign", 64, "ap_fixed<12,2>", "ap_fixed<8,2,AP_RND_ZERO,AP_SAT>"),
         Layer("elu", "elu", ["x"], (6,), T("ap_fixed<10,4,AP_RND,AP_SAT>"), types={"table": elu_table, "param": param},
-              params={"alpha": constant_code(0.7, param)}, tensors={"table": activation_table("elu", 512, elu_table)}),
+              params={"alpha": constant_code(0.7, param)}, tensors={"table": activation_table("elu", 128, elu_table)}),
         Layer("selu", "selu", ["x"], (6,), T("ap_fixed<12,4,AP_TRN,AP_WRAP>"),
               types={"table": selu_table, "lambda": lambda_t}, params={"lambda": constant_code(lambda_value, lambda_t)},
-              tensors={"table": activation_table("selu", 300, selu_table)}),
+              tensors={"table": activation_table("selu", 100, selu_table)}),
         Layer("thresholded", "thresholded_relu", ["x"], (6,), T("ap_fixed<9,4>"), types={"param": T("ap_fixed<8,3>")},
               params={"theta": constant_code(0.5, T("ap_fixed<8,3>"))}),
         Layer("prelu", "prelu", ["x"], (6,), T("ap_fixed<10,3,AP_RND,AP_SAT>"), types={"param": T("ap_fixed<8,2>")},
@@ -72,15 +70,15 @@ def activation_model(seed: int = 7) -> Manifest:
               types={"slope": shift, "shift": shift}, params={"slope": 2, "shift": 2}),
         Layer("binary", "binary_tanh", ["x"], (6,), T("ap_int<2>")),
         Layer("relu", "relu", ["x"], (6,), T("ap_ufixed<9,4>")),
-        _softmax("latency", "softmax_latency", "x", "ap_ufixed<10,0,AP_RND,AP_SAT>", 256, 512, "ap_fixed<10,4>",
+        _softmax("latency", "softmax_latency", "x", "ap_ufixed<10,0,AP_RND,AP_SAT>", 64, 128, "ap_fixed<10,4>",
                  **softmax_types),
-        _softmax("stable", "softmax_stable", "x", "ap_fixed<10,2,AP_RND,AP_SAT>", 256, 1024, "ap_ufixed<9,3>",
+        _softmax("stable", "softmax_stable", "x", "ap_fixed<10,2,AP_RND,AP_SAT>", 128, 256, "ap_ufixed<9,3>",
                  inp_norm="ap_ufixed<9,3>", **softmax_types),
-        _softmax("stable_slices", "softmax_stable", "relu", "ap_fixed<12,2,AP_RND,AP_SAT>", 512, 64,
+        _softmax("stable_slices", "softmax_stable", "relu", "ap_fixed<12,2,AP_RND,AP_SAT>", 256, 64,
                  "ap_ufixed<9,4>", dict(n_slice=3, n_inner=1, n_outer=2), inp_norm="ap_ufixed<9,4>", **softmax_types),
         Layer("legacy", "softmax_legacy", ["x"], (6,), T("ap_ufixed<12,1,AP_RND,AP_SAT>"), types={"table": legacy_table},
-              params=SLICE, tensors={"exp_table": legacy_exp_table(128, legacy_table),
-                                     "inv_table": legacy_invert_table(256, legacy_table)}),
+              params=SLICE, tensors={"exp_table": legacy_exp_table(64, legacy_table),
+                                     "inv_table": legacy_invert_table(128, legacy_table)}),
         Layer("argmax", "softmax_argmax", ["x"], (6,), T("ap_ufixed<4,1>"), params=SLICE),
     ]
     outputs = [layer.name for layer in layers if layer.name != "relu"]
@@ -105,8 +103,4 @@ def test_activation_rtl_is_lint_clean(manifest, tmp_path):
 
 @pytest.mark.parametrize("simulator", ["verilator", pytest.param("icarus", marks=pytest.mark.regression)])
 def test_activation_rtl_matches_emulator(manifest, simulator):
-    codes = stimulus(manifest, EVENTS[simulator])
-    result = cosimulate(manifest, codes, simulator=simulator)
-    mismatch = first_mismatch(Emulator(manifest).predict_codes(codes).codes, result.codes)
-    assert mismatch is None, f"{simulator}: {mismatch}"
-    assert result.ii_cycles == 1
+    check(manifest, simulator, EVENTS[simulator])

@@ -47,17 +47,23 @@ def _settings(examples: int):
 @st.composite
 def activation_recipes(draw):
     """(input shapes, precisions, table sizes and softmax implementations, activation parameters, seed). Types that
-    hold a function's values (results, tables) have at most a few integer bits, so that a neighbouring table entry
-    or a rounding step shows in the result; inputs span the tables' ranges with fractional bits to spare."""
+    hold a function's values (results, tables) have at most a few integer bits (results up to 3, so that 1 and a
+    little more fit), so that a neighbouring table entry or a rounding step shows in the result; inputs span the
+    tables' ranges with fractional bits to spare."""
     t = lambda **kw: draw(fixed_types(**kw))  # noqa: E731
 
-    def fine(min_width=8, max_width=20, integer=2):
+    def fine(min_width=8, max_width=20, integer=3):
         drawn = t(min_width=min_width, max_width=max_width)
         return dataclasses.replace(drawn, integer=min(drawn.integer, draw(st.integers(1, integer))))
 
+    def spanning():
+        """An input type of 3 to 6 integer bits: beyond the tables' ranges (+-8, tanh +-4) and the hard clips."""
+        drawn = t(min_width=8, max_width=16)
+        return dataclasses.replace(drawn, integer=draw(st.integers(3, 6)))
+
     sizes = dict(a=(draw(st.integers(2, 6)),), b=(draw(st.integers(2, 6)),), c=(draw(st.integers(2, 6)),),
                  d=(draw(st.integers(1, 3)), draw(st.integers(2, 4))))
-    precisions = {name: {"result": fine(6, 16, integer=6)} for name in sizes}
+    precisions = {name: {"result": spanning()} for name in sizes}
     layer_settings = {}
     for name in TABLE_ACTIVATIONS + ("elu",):
         precisions[name] = {"result": fine()}
@@ -138,6 +144,10 @@ def check_activations(recipe, model_name: str, backend: str):
     assert ops <= {layer.op for layer in emulator.manifest.layers}
     x = [stimulus(rng, N_EVENTS, spec.shape, spec.type.lsb, max(abs(spec.type.max), spec.type.lsb * 4))
          for spec in emulator.manifest.inputs]
+    edges = np.array([0.0, 1.0, -1.0, parameters["theta"]])  # where the rectifiers, units and clips switch
+    for events in x:
+        picked = rng.random(events.shape) < 0.08
+        events[picked] = rng.choice(edges, size=int(picked.sum()))
     assert_traces_equal(hls_model, emulator, x)
 
 

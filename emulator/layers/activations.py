@@ -182,68 +182,40 @@ def table_position(code, frac, size, divisor):
 
 
 @nb.njit(**_JIT)
-def lookup_cast(x, x_frac, table, table_frac, divisor, offset, res_spec, probe):
-    """y = res(table[clamp(int(x * N / divisor) + offset, 0, N - 1)]) (sigmoid, tanh, softplus, softsign)."""
-    n_events, n_in = x.shape
-    size = table.shape[0]
-    y = np.empty((n_events, n_in), dtype=np.int64)
-    for n in nb.prange(n_events):
-        for i in range(n_in):
-            index = table_position(x[n, i], x_frac, size, divisor) + offset
-            observe_clamp(probe, n, 0, i, index, 0, size - 1)
-            index = min(max(index, 0), size - 1)
-            y[n, i] = probed_cast(probe, n, 1, i, table[index], table_frac, res_spec)
-    return y
-
-
-@nb.njit(**_JIT)
-def exponential_unit_cast(x, x_frac, pos_scale, pos_frac, table, table_frac, neg_scale, neg_frac, res_spec, probe):
-    """elu / selu: x >= 0 ? res(pos_scale * x) : res(neg_scale * table[clamp(int(x * N / -8), 0, N - 1)])."""
+def table_cast(x, x_frac, divisor, offset, table, table_frac, scale, scale_frac, split, pos_scale, pos_frac, res_spec,
+               probe):
+    """y = res(scale * table[clamp(int(x * N / divisor) + offset, 0, N - 1)]) (sigmoid, tanh, softplus, softsign, and
+    elu / selu for x < 0); where `split` and x >= 0, y = res(pos_scale * x) instead (elu, selu)."""
     n_events, n_in = x.shape
     size = table.shape[0]
     y = np.empty((n_events, n_in), dtype=np.int64)
     for n in nb.prange(n_events):
         for i in range(n_in):
             v = x[n, i]
-            if v >= 0:
-                y[n, i] = probed_cast(probe, n, 0, i, pos_scale * v, x_frac + pos_frac, res_spec)
+            if split and v >= 0:
+                y[n, i] = probed_cast(probe, n, 2, i, pos_scale * v, x_frac + pos_frac, res_spec)
             else:
-                index = table_position(v, x_frac, size, EXPONENTIAL_DIVISOR)
-                observe_clamp(probe, n, 1, i, index, 0, size - 1)
+                index = table_position(v, x_frac, size, divisor) + offset
+                observe_clamp(probe, n, 0, i, index, 0, size - 1)
                 index = min(max(index, 0), size - 1)
-                y[n, i] = probed_cast(probe, n, 2, i, neg_scale * table[index], table_frac + neg_frac, res_spec)
+                y[n, i] = probed_cast(probe, n, 1, i, scale * table[index], table_frac + scale_frac, res_spec)
     return y
 
 
-THRESHOLD_SITES = ("positive",)
+RECTIFIER_SITES = ("positive", "negative")
 
 
 @nb.njit(**_JIT)
-def threshold_cast(x, x_frac, theta, theta_frac, res_spec, probe):
-    """thresholded_relu: x > theta (compared exactly) ? res(x) : 0."""
+def rectifier_cast(x, x_frac, theta, theta_frac, alpha, alpha_frac, res_spec, probe):
+    """thresholded_relu, prelu: x > theta (compared exactly) ? res(x) : res(alpha[i] * x) (alpha 0: 0)."""
     n_events, n_in = x.shape
     frac = max(x_frac, theta_frac)
     bar = aligned(theta, theta_frac, frac)
-    y = np.zeros((n_events, n_in), dtype=np.int64)
-    for n in nb.prange(n_events):
-        for i in range(n_in):
-            if aligned(x[n, i], x_frac, frac) > bar:
-                y[n, i] = probed_cast(probe, n, 0, i, x[n, i], x_frac, res_spec)
-    return y
-
-
-PRELU_SITES = ("positive", "negative")
-
-
-@nb.njit(**_JIT)
-def prelu_cast(x, x_frac, alpha, alpha_frac, res_spec, probe):
-    """prelu: x > 0 ? res(x) : res(alpha[i] * x)."""
-    n_events, n_in = x.shape
     y = np.empty((n_events, n_in), dtype=np.int64)
     for n in nb.prange(n_events):
         for i in range(n_in):
             v = x[n, i]
-            if v > 0:
+            if aligned(v, x_frac, frac) > bar:
                 y[n, i] = probed_cast(probe, n, 0, i, v, x_frac, res_spec)
             else:
                 y[n, i] = probed_cast(probe, n, 1, i, alpha[i] * v, x_frac + alpha_frac, res_spec)
@@ -269,14 +241,17 @@ def hard_cast(x, x_frac, slope, slope_frac, shift, shift_frac, frac, tanh, res_s
     return y
 
 
+BINARY_SITES = ("result",)
+
+
 @nb.njit(**_JIT)
-def sign_cast(x, codes, probe):
-    """binary_tanh: codes[1] (res(1)) where x >= 0, else codes[0] (res(-1))."""
+def sign_cast(x, res_spec, probe):
+    """binary_tanh: res(1) where x >= 0, else res(-1) (static_cast of an ap_int<2>)."""
     n_events, n_in = x.shape
     y = np.empty((n_events, n_in), dtype=np.int64)
     for n in nb.prange(n_events):
         for i in range(n_in):
-            y[n, i] = codes[1] if x[n, i] >= 0 else codes[0]
+            y[n, i] = probed_cast(probe, n, 0, i, 1 if x[n, i] >= 0 else -1, 0, res_spec)
     return y
 
 
@@ -291,57 +266,65 @@ def check_index(layer, x_t: FixedType, size: int, divisor: int, offset: int):
                               f"int, where the C-sim wraps it")
 
 
+def _table_step(layer, manifest, divisor: int, offset: int, scale: tuple, positive: tuple | None) -> Step:
+    """The step of table_cast: table[...] times scale = (code, frac); where positive = (code, frac) is given,
+    positive inputs times it instead."""
+    x_t, table_t = _in_type(layer, manifest), layer.types["table"]
+    table = np.ascontiguousarray(layer.tensors["table"].ravel())
+    check_index(layer, x_t, table.size, divisor, offset)
+    split = positive is not None
+    positive = positive or (1, 0)
+    _fits(layer, table_t.width + int(abs(scale[0])).bit_length() + 1, "scale * table")
+    _fits(layer, x_t.width + int(abs(positive[0])).bit_length() + 1, "scale * x")
+    sites = (Site("table_index", layer.size, clamp=(0, table.size - 1)),
+             Site("table", layer.size, layer.result, table_t.fractional + scale[1]))
+    if split:
+        sites += (Site("positive", layer.size, layer.result, x_t.fractional + positive[1]),)
+    args = (x_t.fractional, divisor, offset, table, table_t.fractional, *scale, split, *positive,
+            type_spec(layer.result))
+    return Step(lambda xs, probe: table_cast(xs[0], *args, probe), sites)
+
+
 @planner("sigmoid")
 @planner("tanh")
 @planner("softplus")
 @planner("softsign")
 def _lookup(layer, manifest):
-    x_t, table_t = _in_type(layer, manifest), layer.types["table"]
-    table = np.ascontiguousarray(layer.tensors["table"].ravel())
-    divisor, offset = layer.params["divisor"], layer.params["offset"]
-    check_index(layer, x_t, table.size, divisor, offset)
-    sites = (Site("table_index", layer.size, clamp=(0, table.size - 1)),
-             Site("result", layer.size, layer.result, table_t.fractional))
-    args = (x_t.fractional, table, table_t.fractional, divisor, offset, type_spec(layer.result))
-    return Step(lambda xs, probe: lookup_cast(xs[0], *args, probe), sites)
+    return _table_step(layer, manifest, layer.params["divisor"], layer.params["offset"], (1, 0), None)
 
 
 @planner("elu")
+def _elu(layer, manifest):
+    alpha = (layer.params["alpha"], layer.types["param"].fractional)
+    return _table_step(layer, manifest, EXPONENTIAL_DIVISOR, 0, alpha, (1, 0))
+
+
 @planner("selu")
-def _exponential_unit(layer, manifest):
-    x_t, table_t = _in_type(layer, manifest), layer.types["table"]
-    table = np.ascontiguousarray(layer.tensors["table"].ravel())
-    check_index(layer, x_t, table.size, EXPONENTIAL_DIVISOR, 0)
-    if layer.op == "elu":
-        positive, negative = (1, 0), (layer.params["alpha"], layer.types["param"].fractional)
-        _fits(layer, _product_bits(table_t, layer.types["param"]), "alpha * table")
-    else:
-        positive, negative = (layer.params["lambda"], layer.types["lambda"].fractional), (1, 0)
-        _fits(layer, _product_bits(x_t, layer.types["lambda"]), "lambda * x")
-    sites = (Site("positive", layer.size, layer.result, x_t.fractional + positive[1]),
-             Site("table_index", layer.size, clamp=(0, table.size - 1)),
-             Site("negative", layer.size, layer.result, table_t.fractional + negative[1]))
-    args = (x_t.fractional, *positive, table, table_t.fractional, *negative, type_spec(layer.result))
-    return Step(lambda xs, probe: exponential_unit_cast(xs[0], *args, probe), sites)
+def _selu(layer, manifest):
+    return _table_step(layer, manifest, EXPONENTIAL_DIVISOR, 0, (1, 0),
+                       (layer.params["lambda"], layer.types["lambda"].fractional))
+
+
+def _rectifier_step(layer, manifest, theta: int, theta_frac: int, alpha: np.ndarray, alpha_frac: int) -> Step:
+    x_t = _in_type(layer, manifest)
+    _fits(layer, _sum_bits(x_t.fractional, x_t.width, theta_frac, int(abs(theta)).bit_length() + 1),
+          "the comparison x > theta")
+    _fits(layer, x_t.width + max(int(abs(alpha).max(initial=0)).bit_length(), 1) + 1, "alpha * x")
+    args = (x_t.fractional, theta, theta_frac, np.ascontiguousarray(alpha, dtype=np.int64), alpha_frac,
+            type_spec(layer.result))
+    sites = _casts(RECTIFIER_SITES, layer.size, (layer.result, x_t.fractional), (layer.result, x_t.fractional + alpha_frac))
+    return Step(lambda xs, probe: rectifier_cast(xs[0], *args, probe), sites)
 
 
 @planner("thresholded_relu")
 def _thresholded_relu(layer, manifest):
-    x_t, theta_t = _in_type(layer, manifest), layer.types["param"]
-    _fits(layer, _sum_bits(x_t.fractional, x_t.width, theta_t.fractional, theta_t.width), "the comparison x > theta")
-    args = (x_t.fractional, layer.params["theta"], theta_t.fractional, type_spec(layer.result))
-    sites = _casts(THRESHOLD_SITES, layer.size, (layer.result, x_t.fractional))
-    return Step(lambda xs, probe: threshold_cast(xs[0], *args, probe), sites)
+    theta_t = layer.types["param"]
+    return _rectifier_step(layer, manifest, layer.params["theta"], theta_t.fractional, np.zeros(layer.size), 0)
 
 
 @planner("prelu")
 def _prelu_planner(layer, manifest):
-    x_t, a_t = _in_type(layer, manifest), layer.types["param"]
-    _fits(layer, _product_bits(x_t, a_t), "alpha * x")
-    alpha = np.ascontiguousarray(layer.tensors["param"].ravel())
-    args = (x_t.fractional, alpha, a_t.fractional, type_spec(layer.result))
-    sites = _casts(PRELU_SITES, layer.size, (layer.result, x_t.fractional), (layer.result, x_t.fractional + a_t.fractional))
-    return Step(lambda xs, probe: prelu_cast(xs[0], *args, probe), sites)
+    return _rectifier_step(layer, manifest, 0, 0, layer.tensors["param"].ravel(), layer.types["param"].fractional)
 
 
 def hard_grid(x_t: FixedType, slope_t: FixedType, shift_t: FixedType) -> int:
@@ -364,5 +347,5 @@ def _hard_planner(layer, manifest):
 
 @planner("binary_tanh")
 def _binary_planner(layer, manifest):
-    codes = np.array([constant_code(v, layer.result) for v in (-1.0, 1.0)], dtype=np.int64)
-    return Step(lambda xs, probe: sign_cast(xs[0], codes, probe), ())
+    spec = type_spec(layer.result)
+    return Step(lambda xs, probe: sign_cast(xs[0], spec, probe), _casts(BINARY_SITES, layer.size, (layer.result, 0)))

@@ -161,8 +161,8 @@ def softmax_legacy_cast(x, x_frac, groups, exp_table, inv_table, one, table_spec
 
 
 @nb.njit(**_JIT)
-def argmax_cast(x, groups, one, probe):
-    """softmax_argmax on every slice: res(1) at the first largest element, 0 elsewhere."""
+def argmax_cast(x, groups, res_spec, probe):
+    """softmax_argmax on every slice: res(1) at the first largest element (site one), 0 elsewhere."""
     n_events = x.shape[0]
     n_groups, n_slice = groups.shape
     y = np.zeros((n_events, x.shape[1]), dtype=np.int64)
@@ -172,7 +172,8 @@ def argmax_cast(x, groups, one, probe):
             for j in range(1, n_slice):
                 if x[n, groups[g, j]] > x[n, groups[g, best]]:
                     best = j
-            y[n, groups[g, best]] = one
+            k = groups[g, best]
+            y[n, k] = probed_cast(probe, n, 0, k, 1, 0, res_spec)
     return y
 
 
@@ -218,5 +219,5 @@ def _legacy_softmax(layer, manifest):
 
 @planner("softmax_argmax")
 def _argmax_softmax(layer, manifest):
-    groups, one = slices(layer), constant_code(1.0, layer.result)
-    return Step(lambda xs, probe: argmax_cast(xs[0], groups, one, probe), ())
+    groups, spec = slices(layer), type_spec(layer.result)
+    return Step(lambda xs, probe: argmax_cast(xs[0], groups, spec, probe), (Site("one", layer.size, layer.result, 0),))

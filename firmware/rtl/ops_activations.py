@@ -148,14 +148,24 @@ def _binary_tanh(build):
 
 
 # ---- softmax -----------------------------------------------------------------------------------------------
+def per_slice(build: LayerBuild, softmax) -> list:
+    """The outputs of `softmax(group) -> [output Value of each element of the slice]` over every slice, in element
+    order."""
+    outputs = [None] * build.layer.size
+    for group in slices(build.layer).tolist():
+        for k, y in zip(group, softmax(group)):
+            outputs[k] = y
+    return outputs
+
+
 @generator("softmax_latency", "softmax_stable")
 def _table_softmax(build):
     layer, x, x_t = build.layer, build.inputs[0], build.input_types[0]
     t = layer.types
     exp_rom, inv_rom = Rom(build, "exp_table", "exp_table"), Rom(build, "inv_table", "inv_table")
     exp_bits, inv_bits = address_bits(exp_rom.table.size), address_bits(inv_rom.table.size)
-    outputs = [None] * layer.size
-    for group in slices(layer).tolist():
+
+    def softmax(group):
         if layer.op == "softmax_stable":
             largest = x[group[0]]
             for k in group[1:]:
@@ -168,8 +178,9 @@ def _table_softmax(build):
         terms = [build.cast(exp_rom.read(index), t["accum"], "e") for index in indices]
         total = build.cast(tree_sum(build, terms, t["accum"]), t["inv_inp"], "s")
         inverse = inv_rom.read(top_bits(build, total, t["inv_inp"].width, inv_bits))
-        for k, term in zip(group, terms):
-            outputs[k] = build.cast(product(build.body, term, inverse), layer.result, "y")
+        return [build.cast(product(build.body, term, inverse), layer.result, "y") for term in terms]
+
+    outputs = per_slice(build, softmax)
     exp_rom.declare()
     inv_rom.declare()
     return outputs
@@ -183,19 +194,19 @@ def _legacy_softmax(build):
     n_exp, n_inv = exp_rom.table.size, inv_rom.table.size
     offset = (LEGACY_EXP_DIVISOR // 2 * n_exp) // LEGACY_EXP_DIVISOR
     one = Value.const(constant_code(1.0, table_t), table_t.fractional)
-    outputs = [None] * layer.size
-    for group in slices(layer).tolist():
-        for i in group:
-            total = Value.const(0, table_t.fractional)
-            for j in group:
-                if i == j:
-                    term = one
-                else:
-                    difference = add(build.body, x[j], x[i], subtract=True)
-                    term = exp_rom.read(table_index(build, difference, n_exp, LEGACY_EXP_DIVISOR, offset))
-                total = build.cast(add(build.body, total, term), table_t, "e")
-            inverse = inv_rom.read(table_index(build, total, n_inv, LEGACY_INV_DIVISOR, 0))
-            outputs[i] = build.cast(inverse, layer.result, "y")
+
+    def normalised(group, i):
+        total = Value.const(0, table_t.fractional)
+        for j in group:
+            if i == j:
+                term = one
+            else:
+                difference = add(build.body, x[j], x[i], subtract=True)
+                term = exp_rom.read(table_index(build, difference, n_exp, LEGACY_EXP_DIVISOR, offset))
+            total = build.cast(add(build.body, total, term), table_t, "e")
+        return build.cast(inv_rom.read(table_index(build, total, n_inv, LEGACY_INV_DIVISOR, 0)), layer.result, "y")
+
+    outputs = per_slice(build, lambda group: [normalised(group, i) for i in group])
     exp_rom.declare()
     inv_rom.declare()
     return outputs
@@ -206,13 +217,14 @@ def _argmax_softmax(build):
     layer, x = build.layer, build.inputs[0]
     one = Value.const(constant_code(1.0, layer.result), layer.result.fractional)
     zero = Value.const(0, layer.result.fractional)
-    outputs = [None] * layer.size
-    for group in slices(layer).tolist():
-        for position, k in enumerate(group):
-            wins = [greater(build.body, x[k], x[j]) for j in group[:position]]
-            wins += [f"~{greater(build.body, x[j], x[k])}" for j in group[position + 1:]]
-            outputs[k] = chosen(build.body, _all(wins), one, zero)
-    return outputs
+
+    def first_maximum(group, position):
+        k = group[position]
+        wins = [greater(build.body, x[k], x[j]) for j in group[:position]]
+        wins += [f"~{greater(build.body, x[j], x[k])}" for j in group[position + 1:]]
+        return chosen(build.body, _all(wins), one, zero)
+
+    return per_slice(build, lambda group: [first_maximum(group, p) for p in range(len(group))])
 
 
 def _all(conditions: list) -> str:
