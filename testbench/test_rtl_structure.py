@@ -122,7 +122,8 @@ def test_structure_rtl_matches_emulator(manifest, simulator):
 
 def test_multi_input_rtl_is_refused_with_the_reason(tmp_path):
     manifest = Manifest("two_inputs", [Tensor("a", (3,), T("ap_fixed<8,3>")), Tensor("b", (3,), T("ap_fixed<8,3>"))],
-                        [Layer("sum", "add", ["a", "b"], (3,), T("ap_fixed<9,4>"), params={"n_elem1": 3, "n_elem2": 3})],
+                        [Layer("sum", "add", ["a", "b"], (3,), T("ap_fixed<9,4>"),
+                               params={"n_elem1": 3, "n_elem2": 3})],
                         ["sum"])
     with pytest.raises(UnsupportedType, match=r"2 inputs \(a, b\); the generated top level.*one input tensor"):
         generate_rtl(manifest, tmp_path)

@@ -102,7 +102,8 @@ def _sequence_model(g):
     dw_kernel = min(g["dw_kernel"], merged.shape[1])
     dw = L.DepthwiseConv1D(dw_kernel, padding=g["dw_padding"], name="dw")(merged)
     sep = L.SeparableConv1D(g["sep_filters"], min(g["sep_kernel"], dw.shape[1]), name="sep")(dw)
-    cat = L.Concatenate(name="cat")([L.GlobalMaxPooling1D(name="gmax")(sep), L.GlobalAveragePooling1D(name="gavg")(pair)])
+    pooled = [L.GlobalMaxPooling1D(name="gmax")(sep), L.GlobalAveragePooling1D(name="gavg")(pair)]
+    cat = L.Concatenate(name="cat")(pooled)
     fc = L.Dense(g["aux"], name="fc")(L.Activation("linear", name="lin")(L.Dropout(0.5, name="drop")(cat)))
     fa = L.Dense(g["aux"], name="fa")(aux)
     head = getattr(L, g["head_merge"])(name="head")([fc, fa])
@@ -149,7 +150,8 @@ def image_recipes(draw):
     pool = lambda: {"accum": acc(), "result": t()}  # noqa: E731
     precisions = {
         "img": {"result": t(min_width=6, max_width=16)}, "conv": _conv_types(t, acc),
-        "mpool": pool(), "apool": pool(), "merge": {"result": t()}, "gate": _conv_types(t, acc), "squeeze": pool(), "excite": {"result": t()},
+        "mpool": pool(), "apool": pool(), "merge": {"result": t()}, "gate": _conv_types(t, acc), "squeeze": pool(),
+        "excite": {"result": t()},
         "dw": _conv_types(t, acc),
         "sep": {"depthwise": t(max_width=10), "pointwise": t(max_width=10), "bias": t(max_width=12),
                 "depthwise_accum": acc(), "pointwise_accum": acc(), "depthwise_result": t(), "result": t()},
@@ -259,3 +261,31 @@ def test_verify_refuses_multi_input_models(tmp_path, capsys):
                    "--skip-rtl", "--quiet", "--out", str(tmp_path / "report"), "--build-dir", str(tmp_path / "build")])
     assert status == 2
     assert "has 2 inputs (a, b); verify certifies one-input models" in capsys.readouterr().err
+
+
+def test_several_inputs_are_named_in_every_input_error():
+    """A two-input model takes a list (input order) or a dict by name; each input is checked on its own."""
+    from emulator import FixedType, InputError, Manifest
+    from emulator.manifest import Layer, Tensor
+
+    t = FixedType.parse("ap_fixed<8,3,AP_RND,AP_SAT>")
+    manifest = Manifest("two", [Tensor("a", (2, 2), t), Tensor("b", (4,), t)],
+                        [Layer("sum", "add", ["a", "b"], (2, 2), FixedType.parse("ap_fixed<9,4>"),
+                               params={"n_elem1": 4, "n_elem2": 4})], ["sum"])
+    emulator = Emulator(manifest)
+    a, b = np.array([[[0.5, -1.0], [2.25, 3.0]]]), np.array([[0.25, 0.5, -8.0, 1.0]])
+    by_list, by_name = emulator.predict([a, b]), emulator.predict({"b": b, "a": a})
+    assert by_list.code.tolist() == by_name.code.tolist() == [[24, -16, -56, 128]]  # -8 saturates to -4 as input
+    assert set(emulator.quantize_inputs([a, b])) == {"a", "b"}
+    with pytest.raises(InputError, match=r"2 inputs \(a, b\): give input events as a list of 2 arrays"):
+        emulator.predict(a)
+    with pytest.raises(InputError, match=r"given for inputs \['a'\]; the model's inputs are \['a', 'b'\]"):
+        emulator.predict({"a": a})
+    with pytest.raises(InputError, match="different numbers of events: a: 1, b: 2"):
+        emulator.predict([a, np.vstack([b, b])])
+    with pytest.raises(InputError, match=r"event\(s\) of input 'b' contain NaN"):
+        emulator.predict([a, np.full((1, 4), np.nan)])
+    with pytest.raises(InputError, match=r"input codes of input 'a' outside the range"):
+        emulator.predict_codes([np.full((1, 4), 999, dtype=np.int64), np.zeros((1, 4), dtype=np.int64)])
+    with pytest.raises(InputError, match=r"expected \(N, 4\) for input 'b'"):
+        emulator.trace([a, np.zeros((1, 3))])
