@@ -5,7 +5,7 @@ layer.
 Two models hold every activation, to keep the number of C-sim compiles low (the default run converts each once, on
 one backend; make regression both on both): inputs of random types feed the table activations (sigmoid, tanh,
 softplus, softsign, elu, selu), Keras' and QKeras' hard sigmoid and hard tanh and QKeras' binary tanh in one; the
-rectifiers (relu, leaky, thresholded, parametric) and a softmax in each of hls4ml's implementations (latency, stable,
+rectifiers (relu, Keras' and QKeras' leaky, thresholded, parametric) and a softmax in each of hls4ml's implementations (latency, stable,
 legacy, argmax), one of them on a 2D input (hls4ml normalises over all of it), in the other. The tables themselves
 are compared with g++'s run of hls4ml's init functions.
 """
@@ -72,6 +72,7 @@ def activation_recipes(draw):
     precisions["elu"]["param"] = fine(4, 12)
     precisions.update({
         "relu": {"result": fine(integer=6)}, "leaky": {"result": fine(integer=6), "param": fine(4, 12)},
+        "q_leaky": {"result": fine(integer=6), "param": fine(4, 12)},
         "thresholded": {"result": fine(integer=6), "param": fine(4, 12, integer=3)},
         "prelu": {"result": fine(integer=6), "param": fine(4, 12)},
         "hard_sigmoid": {"result": fine()}, "q_hard_tanh": {"result": fine()}, "q_hard_sigmoid": {"result": fine()},
@@ -109,10 +110,12 @@ def _table_model(inputs, parameters):
 
 
 def _softmax_model(inputs, parameters):
+    from qkeras import QActivation
     from tensorflow.keras import layers as L
 
     b, c, d = inputs["b"], inputs["c"], inputs["d"]
     return ([L.ReLU(name="relu")(b), L.LeakyReLU(parameters["leaky"], name="leaky")(b),
+             QActivation("quantized_relu(6, 2, negative_slope=0.25)", name="q_leaky")(b),
              L.ThresholdedReLU(parameters["theta"], name="thresholded")(b), L.PReLU(name="prelu")(b)]
             + [L.Activation("softmax", name=f"softmax_{implementation}")(c) for implementation in SOFTMAX_IMPLEMENTATIONS]
             + [L.Activation("softmax", name="softmax_2d")(d)])
