@@ -29,8 +29,6 @@ from .vector_ir import Function, Module, Vec, lane_of
 VECTOR_EVENTS = 16
 #: A convolution with more multiply-accumulates than this (pixels x non-zero weights) loops over its pixels.
 UNROLL_MACS = 2048
-#: Input rows are prefetched this many blocks ahead.
-PREFETCH_BLOCKS = 8
 #: A part function is closed after the layer that takes it past this many lines of IR.
 PART_LINES = 1500
 #: A multiply-accumulate layer with more int32 product steps than this is staged (SegmentCode.multiply_accumulate),
@@ -304,7 +302,6 @@ class SegmentCode:
         lane = lane_of(Range.of(t))
         values: list = [None] * n
         lo = hi = None
-        self._prefetch(ptr, n * bits // 8)
         for first in self._windows(n):
             rows = []
             for e in range(self.V):
@@ -316,16 +313,6 @@ class SegmentCode:
                 if first + k < n:
                     values[first + k] = Vec(column, lane, Range.of(t))
         return Buffer(t, [Range.of(t)] * n, values=values), lo, hi
-
-    def _prefetch(self, ptr: str, row_bytes: int):
-        """Ask for the input rows of the block PREFETCH_BLOCKS ahead (one prefetch per cache line; a prefetch
-        past the end of the array is harmless)."""
-        f = self.f
-        fn = self.module.intrinsic("llvm.prefetch.p0", "void", ["ptr", "i32", "i32", "i32"])
-        ahead = f.emit(f"mul nuw i64 {f.emit(f'add nuw i64 %event0, {PREFETCH_BLOCKS * self.V}', 'i')}, {row_bytes}", "i")
-        for line in range(0, self.V * row_bytes, 64):
-            at = f.emit(f"getelementptr i8, ptr {ptr}, i64 {f.emit(f'add nuw i64 {ahead}, {line}', 'i')}", "p")
-            f.instr(f"call void {fn}(ptr {at}, i32 0, i32 3, i32 1)")
 
     def _vector_minmax(self, op: str, a: str, b: str, bits: int) -> str:
         vt = f"<{self.V} x i{bits}>"
@@ -357,14 +344,21 @@ class SegmentCode:
                     f"ptr {f.emit(f'getelementptr i64, ptr {ptr}, i64 {position}', 'p')}, align 8")
 
     def _transpose(self, rows: list, lane: int) -> list:
-        """The V x V transpose of V vectors: log2(V) rounds of interleaving row i with row i + V/2."""
-        f, V, h = self.f, self.V, self.V // 2
+        """The V x V transpose of V vectors by swapping off-diagonal blocks of 1, 2, 4, ... elements between rows
+        i and i + B: each round a two-input shuffle per row, the first ones inside 128-bit lanes (x86: unpack,
+        then 128- and 256-bit block shuffles)."""
+        f, V = self.f, self.V
         vt = f.vt(lane)
-        low = "<" + ", ".join(f"i32 {x}" for i in range(h) for x in (i, V + i)) + ">"
-        high = "<" + ", ".join(f"i32 {x}" for i in range(h) for x in (h + i, V + h + i)) + ">"
-        for _ in range(V.bit_length() - 1):
-            rows = [f.emit(f"shufflevector {vt} {rows[i]}, {vt} {rows[i + h]}, <{V} x i32> {mask}")
-                    for i in range(h) for mask in (low, high)]
+        B = 1
+        while B < V:
+            masks = [[c + k + half * B + V * side for c in range(0, V, 2 * B) for side in (0, 1) for k in range(B)]
+                     for half in (0, 1)]
+            new = list(rows)
+            for i in (i for i in range(V) if not i & B):
+                for target, mask in zip((i, i + B), masks):
+                    text = ", ".join(f"i32 {m}" for m in mask)
+                    new[target] = f.emit(f"shufflevector {vt} {rows[i]}, {vt} {rows[i + B]}, <{V} x i32> <{text}>")
+            rows, B = new, 2 * B
         return rows
 
 
@@ -381,12 +375,14 @@ class FramePairs:
         self.offset = g.frame(len(unique) * g.V * 4)
         for key, step in unique.items():
             g.f.store_pair(self.offset, self.rows[key], make_pair(g.f, step))
-        self._loaded: dict = {}
+        self._part, self._loaded = None, {}
 
     def vector(self, f: Function, step) -> str:
-        key = (id(f), step.vector_key)
+        if f is not self._part:
+            self._part, self._loaded = f, {}
+        key = step.vector_key
         if key not in self._loaded:
-            self._loaded[key] = f.widen(f.load_pair(self.offset, self.rows[step.vector_key]))
+            self._loaded[key] = f.widen(f.load_pair(self.offset, self.rows[key]))
         return self._loaded[key]
 
 

@@ -1,8 +1,8 @@
 """LLVM IR text for exact integer arithmetic on vectors of V events, each value in the narrowest two's-complement
 lane (i16, i32, i64) that its proven Range fits: the one place the fast emulator spells LLVM instructions.
 
-Exactness rule: add, sub, mul, shl and bitwise ops are computed modulo 2**lane, so they run in the lane of their
-*result*'s range (operands truncated or sign-extended to it); order-dependent ops (ashr, compares, min, max,
+Exactness rule: add, sub, mul, shl and bitwise ops are computed modulo 2**lane, so they run in any lane that holds
+their *result*'s range (operands truncated or sign-extended to it); order-dependent ops (ashr, compares, min, max,
 division) run in a lane that holds every operand exactly.
 """
 
@@ -132,7 +132,9 @@ class Function:
             return Vec.const(wrapped(value, lane) if lane else value)
         if result.is_const and lane is None:
             return Vec.const(result.lo)
-        lane = lane or lane_of(result)
+        # the result's lane, or an operand's if wider: narrowing a value that meets wider ones again costs more
+        # conversions than it saves
+        lane = lane or max(lane_of(result), *(v.lane for v in (a, b) if not v.is_const))
         ref = self.emit(f"{op} {self.vt(lane)} {self.operand(a, lane)}, {self.operand(b, lane)}")
         return Vec(ref, lane, result)
 
