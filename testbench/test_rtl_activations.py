@@ -76,9 +76,10 @@ def activation_model(seed: int = 7) -> Manifest:
                  inp_norm="ap_ufixed<9,3>", **softmax_types),
         _softmax("stable_slices", "softmax_stable", "relu", "ap_fixed<12,2,AP_RND,AP_SAT>", 256, 64,
                  "ap_ufixed<9,4>", dict(n_slice=3, n_inner=1, n_outer=2), inp_norm="ap_ufixed<9,4>", **softmax_types),
-        Layer("legacy", "softmax_legacy", ["x"], (6,), T("ap_ufixed<12,1,AP_RND,AP_SAT>"), types={"table": legacy_table},
-              params=SLICE, tensors={"exp_table": legacy_exp_table(64, legacy_table),
-                                     "inv_table": legacy_invert_table(128, legacy_table)}),
+        Layer("legacy", "softmax_legacy", ["x"], (6,), T("ap_ufixed<12,1,AP_RND,AP_SAT>"),
+              types={"table": legacy_table}, params=SLICE,
+              tensors={"exp_table": legacy_exp_table(64, legacy_table),
+                       "inv_table": legacy_invert_table(128, legacy_table)}),
         Layer("argmax", "softmax_argmax", ["x"], (6,), T("ap_ufixed<4,1>"), params=SLICE),
     ]
     outputs = [layer.name for layer in layers if layer.name != "relu"]

@@ -312,7 +312,8 @@ def _rectifier_step(layer, manifest, theta: int, theta_frac: int, alpha: np.ndar
     _fits(layer, x_t.width + max(int(abs(alpha).max(initial=0)).bit_length(), 1) + 1, "alpha * x")
     args = (x_t.fractional, theta, theta_frac, np.ascontiguousarray(alpha, dtype=np.int64), alpha_frac,
             type_spec(layer.result))
-    sites = _casts(RECTIFIER_SITES, layer.size, (layer.result, x_t.fractional), (layer.result, x_t.fractional + alpha_frac))
+    sites = _casts(RECTIFIER_SITES, layer.size, (layer.result, x_t.fractional),
+                   (layer.result, x_t.fractional + alpha_frac))
     return Step(lambda xs, probe: rectifier_cast(xs[0], *args, probe), sites)
 
 
