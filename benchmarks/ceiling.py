@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import collections
 import re
-import time
 
 import numba
 import numpy as np
 
-from benchmarks.timing import human, load_average
+from benchmarks.timing import human, load_average, measure
 from models.zoo import ZOO_DIR
 
 CACHE_EVENTS = 4096
@@ -49,19 +48,18 @@ def read_only_ir(n_in: int, bits: int, V: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rate(kernel, codes: np.ndarray, V: int, events: int, repeat: int = 5) -> float:
-    """Events/s of kernel over `events` events of `codes` (wrapping around when codes holds fewer)."""
+def rate(kernel, codes: np.ndarray, V: int, events: int):
+    """timing.Rate of kernel over `events` events of `codes` (wrapping around when codes holds fewer)."""
     from emulator.fast.fast_emulator import run_blocks
 
     out = np.empty((1, len(codes)), dtype=np.int64)
     calls = max(1, events // len(codes))
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
+
+    def run():
         for _ in range(calls):
             run_blocks(kernel, [codes], [out], len(codes) // V, V)
-        best = min(best, time.perf_counter() - start)
-    return calls * len(codes) / best
+
+    return measure(run, calls * len(codes), repeat=5)
 
 
 def instruction_counts(ir: str) -> dict:
@@ -122,8 +120,10 @@ def main(argv=None):
             read = rate(reader, x, V, args.events)
             stream = rate(kernel, x, V, args.events)
             cached = rate(kernel, x[:CACHE_EVENTS], V, args.events)
-            print(f"{threads} thread(s): read ceiling {human(read)}/s ({read * x.itemsize * n_in / 1e9:.1f} GB/s), "
-                  f"kernel streaming {human(stream)}/s, kernel in cache {human(cached)}/s", flush=True)
+            print(f"{threads} thread(s), events/s (per CPU-second): read ceiling {human(read.per_s)} "
+                  f"({human(read.per_cpu_s)}, {read.per_s * x.itemsize * n_in / 1e9:.1f} GB/s); kernel streaming "
+                  f"{human(stream.per_s)} ({human(stream.per_cpu_s)}); kernel in cache {human(cached.per_s)} "
+                  f"({human(cached.per_cpu_s)})", flush=True)
     print(f"# end: {load_average()}")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ def bench_model(name: str, model_dir: Path, n_events: int, n_slow: int, threads:
     manifest = Manifest.load(model_dir / "manifest.json")
     reference = Emulator(manifest)
     fast = reference.fast()
+    compile_s = cold_compile_seconds(fast)
     floats = benchmark_events(n_events, manifest.input.size)
     codes = reference.quantize_inputs(floats)
     codes32 = codes.astype(np.int32)
@@ -82,13 +84,32 @@ def bench_model(name: str, model_dir: Path, n_events: int, n_slow: int, threads:
     shaped = floats.reshape((n_events, *keras_model.input_shape[1:]))
     rows["QKeras float predict (batch 16384)"] = measure(
         lambda: keras_model.predict(shaped, batch_size=16384, verbose=0), n_events, 2)
-    return {"rows": rows, "bit_exact_vs_csim": bit_exact, "events": n_events, "slow_events": n_slow}
+    return {"rows": rows, "bit_exact_vs_csim": bit_exact, "events": n_events, "slow_events": n_slow,
+            "compile_s": compile_s}
+
+
+def cold_compile_seconds(fast) -> dict:
+    """Seconds to generate and compile the fast emulator's kernels from nothing (an empty machine-code cache)."""
+    import tempfile
+
+    from emulator.fast.codegen import generate
+    from emulator.fast.compiled import Kernel
+
+    seconds = {}
+    with tempfile.TemporaryDirectory() as empty:
+        for dtype in (np.int64, np.int32):
+            start = time.perf_counter()
+            Kernel(generate(fast.manifest, dtype=dtype).ir, Path(empty))
+            seconds[np.dtype(dtype).name] = time.perf_counter() - start
+    return seconds
 
 
 def report(name: str, result: dict, threads: list) -> str:
     rows = result["rows"]
     best_fast = rows[f"fast emulator, {max(threads)} thread(s), int64 codes"].per_s
-    lines = [f"## {name}  (fast emulator == C-sim on {result['slow_events']} events: {result['bit_exact_vs_csim']})",
+    compile_s = ", ".join(f"{dtype} {seconds:.1f} s" for dtype, seconds in result["compile_s"].items())
+    lines = [f"## {name}  (fast emulator == C-sim on {result['slow_events']} events: {result['bit_exact_vs_csim']}; "
+             f"fast emulator cold compile: {compile_s})",
              f"{'engine':52s} {'events/s':>11s} {'per CPU-s':>11s} {'fast/this':>10s}"]
     for label, rate in rows.items():
         lines.append(f"{label:52s} {human(rate.per_s):>11s} {human(rate.per_cpu_s):>11s} {best_fast / rate.per_s:>10.1f}")
@@ -116,7 +137,7 @@ def main(argv=None):
         print(report(name, results[name], args.threads), flush=True)
     print(f"# end: {load_average()}")
     if args.json:
-        body = {name: {"bit_exact_vs_csim": r["bit_exact_vs_csim"],
+        body = {name: {"bit_exact_vs_csim": r["bit_exact_vs_csim"], "compile_s": r["compile_s"],
                        "rows": {k: {"events": v.events, "wall_s": v.wall_s, "cpu_s": v.cpu_s} for k, v in r["rows"].items()}}
                 for name, r in results.items()}
         args.json.write_text(json.dumps(body, indent=1) + "\n")
