@@ -329,6 +329,17 @@ def test_every_accumulation_path_is_generated():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_layer_chains(data):
     """Chains of dense, batchnorm, (leaky) ReLU and linear layers with random types in every mode."""
+    check_random_chain(data)
+
+
+@pytest.mark.regression
+@given(st.data())
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_layer_chains_at_length(data):
+    check_random_chain(data)
+
+
+def check_random_chain(data):
     manifest = data.draw(random_chains())
     try:
         reference = Emulator(manifest)
@@ -374,10 +385,11 @@ def random_chains(draw):
     return Manifest("random_chain", [Tensor("events", (n_in,), draw(any_types(20)))], layers, [src])
 
 
-@pytest.mark.parametrize("n", [1, 15, 16, 17, 1000])
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 1000])
 def test_any_event_count_including_partial_blocks(n):
     manifest = vae_manifest()
-    x = stimulus(manifest, n=max(n, 200), seed=n)[-n:]
+    x = stimulus(manifest, n=max(n, 200), seed=n)
+    x = x[len(x) - n:]
     assert_same(FastEmulator(manifest).predict_codes(x), Emulator(manifest).predict_codes(x))
 
 
@@ -528,3 +540,28 @@ def test_zoo_model(name):
     expected = Emulator(manifest).predict_codes(x)
     assert_same(fast.predict_codes(x), expected)
     assert_same(fast.predict_codes(x.astype(np.int32)), expected)
+
+
+@pytest.mark.regression
+@pytest.mark.parametrize("name", NAMES)
+def test_zoo_model_on_a_million_events(name):
+    """Generator events and limit/tie stimulus, int32 and int64 codes, one thread and all."""
+    numba = pytest.importorskip("numba")
+    from models.data.generator import generate as generate_events
+
+    path = ZOO_DIR / name / "manifest.json"
+    if not path.exists():
+        pytest.skip(f"zoo model {name} is not built")
+    manifest = Manifest.load(path)
+    fast, reference = FastEmulator(manifest), Emulator(manifest)
+    events = reference.quantize_inputs(generate_events("background", 1_000_000, 5).reshape(1_000_000, -1))
+    x = np.concatenate([events, stimulus(manifest, n=20000, seed=13)])
+    expected = reference.predict_codes(x)
+    previous = numba.get_num_threads()
+    try:
+        for threads in {1, numba.config.NUMBA_NUM_THREADS}:
+            numba.set_num_threads(threads)
+            assert_same(fast.predict_codes(x), expected)
+            assert_same(fast.predict_codes(x.astype(np.int32)), expected)
+    finally:
+        numba.set_num_threads(previous)

@@ -58,8 +58,12 @@ class Vec:
         return self.range.lo
 
     def proven(self, r: Range) -> "Vec":
-        """The same register with a tighter range proven elsewhere."""
-        return Vec.const(r.lo) if r.is_const else Vec(self.ref, self.lane, r)
+        """The same value with the range r proven elsewhere (for the lanes it is used in): both ranges hold it, so
+        their intersection does; when they do not meet, no lane uses the value (any code of r will do)."""
+        lo, hi = max(self.range.lo, r.lo), min(self.range.hi, r.hi)
+        if lo >= hi:
+            return Vec.const(lo if lo == hi else r.lo)
+        return Vec(self.ref, self.lane, Range(lo, hi))
 
 
 _PY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
