@@ -66,8 +66,11 @@ class FixedType:
 
     @classmethod
     def from_hls4ml(cls, precision) -> "FixedType":
-        """Build from an hls4ml precision object (FixedPrecisionType or IntegerPrecisionType)."""
+        """Build from an hls4ml precision object (FixedPrecisionType or IntegerPrecisionType, or XnorPrecisionType,
+        hls4ml's binary type, whose C++ type is ap_uint<1>)."""
         kinds = {cls.__name__ for cls in type(precision).__mro__}
+        if "XnorPrecisionType" in kinds:
+            return cls(1, 1, signed=False)
         if not kinds & {"FixedPrecisionType", "IntegerPrecisionType"}:
             raise UnsupportedType(
                 f"hls4ml precision {precision} ({type(precision).__name__}) is not a fixed-point or integer type"

@@ -137,20 +137,7 @@ def _with_weights(layer: Layer, node, keys) -> Layer:
     return layer
 
 
-# ---- exporters -------------------------------------------------------------------------------
-@register_exporter("Dense")
-def _dense(node) -> Layer:
-    layer = _base(node, "dense", **_params(node, "n_in", "n_out"))
-    layer.types["accum"] = _attr_type(node, "accum_t")
-    return _with_weights(layer, node, ("weight", "bias"))
-
-
-@register_exporter("BatchNormalization")
-def _batchnorm(node) -> Layer:
-    layer = _base(node, "batchnorm", n_filt=int(node.get_attr("n_filt", -1)))
-    return _with_weights(layer, node, ("scale", "bias"))
-
-
+# ---- exporters (Dense and BatchNormalization, whose product the quantizers pick: emulator.layers.quantizers) ----
 @register_exporter("Reshape")
 def _reshape(node) -> Layer:
     return _base(node, "reshape")
