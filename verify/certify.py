@@ -18,7 +18,7 @@ from models.data import DataError, iter_chunks
 
 from .merge import merge
 from .model_ref import ModelError, ModelSpec, resolve
-from .paths import BackendOptions, EmulatorBackend, get_backend
+from .paths import BackendOptions, EmulatorBackend, PathUnavailable, get_backend
 from .report import LAYERS_PLOT, SCORES_PLOT, build_report, plot_layer_differences, plot_scores, write_report
 from .shard import ShardSettings, verify_shard
 from .sources import GeneratorSource, HDF5Source, split
@@ -157,16 +157,22 @@ def certify(options: Options) -> Certification:
 
 def build_paths(model, backend_options: BackendOptions, skipped, log=lambda message: None) -> tuple:
     """Check and prepare every path not in `skipped`, and the determinism re-run of the emulator:
-    (backends {name: Backend}, second EmulatorBackend, numba threads of the first run)."""
+    (backends {name: Backend}, second EmulatorBackend, numba threads of the first run). A path that cannot
+    compute the model by design (PathUnavailable) is dropped and entered in `skipped` with the reason."""
     backends = {"emulator": EmulatorBackend(model, backend_options)}
     for name in ("csim", "rtl"):
         if name not in skipped:
             backends[name] = get_backend(name, model, backend_options)
     for backend in backends.values():
         backend.check()
-    for name, backend in backends.items():
+    for name, backend in list(backends.items()):
         log(f"preparing the {name} path")
-        backend.prepare()
+        try:
+            backend.prepare()
+        except PathUnavailable as exc:
+            del backends[name]
+            skipped[name] = str(exc)
+            log(f"skipping the {name} path: {exc}")
     import numba
 
     threads = numba.config.NUMBA_NUM_THREADS

@@ -159,12 +159,16 @@ def _load_keras(path: Path):
 
 
 def _export(hls_model, name: str) -> Manifest:
+    """The manifest, with every layer planned (the emulator refuses what its exact int64 kernels cannot hold)."""
+    from emulator import Emulator, UnsupportedType
     from emulator.hls4ml_export import UnsupportedLayer, export_manifest
 
     try:
-        return export_manifest(hls_model, name)
-    except (UnsupportedLayer, ManifestError) as exc:
+        manifest = export_manifest(hls_model, name)
+        Emulator(manifest)
+    except (UnsupportedLayer, UnsupportedType, ManifestError) as exc:
         raise ModelError(f"the emulator cannot represent this model: {exc}") from None
+    return manifest
 
 
 def _check_same_arithmetic(hls_model, manifest: Manifest, label: str) -> None:

@@ -32,6 +32,11 @@ class BackendError(RuntimeError):
     """A path cannot run here (missing tool, failed build); the message says how to fix it."""
 
 
+class PathUnavailable(RuntimeError):
+    """A path that cannot compute this model by design (the RTL generator has no RTL for one of its ops or
+    options): the certification goes on without it, reporting it as skipped with the message as the reason."""
+
+
 @dataclass
 class PathRun:
     """Output codes {output name: (n, size) int64} of one batch, the wall time, and RTL timing in clock cycles."""
@@ -199,7 +204,15 @@ class RtlBackend(Backend):
             raise BackendError(f"--rtl {self.options.rtl_dir}: no Verilog sources (*.v) there")
 
     def prepare(self) -> None:
-        self._run(np.zeros((0, self.manifest.input.size), dtype=np.int64))
+        """Generate and build the RTL (an empty run); PathUnavailable when the generator refuses the model."""
+        from emulator.fixed_type import UnsupportedType
+
+        try:
+            self._run(np.zeros((0, self.manifest.input.size), dtype=np.int64))
+        except UnsupportedType as exc:
+            if self.options.rtl_dir is not None:
+                raise
+            raise PathUnavailable(f"the RTL generator cannot build this model: {exc}") from None
 
     def _run(self, codes: np.ndarray) -> PathRun:
         from testbench.cosim import CosimError, cosimulate
@@ -237,4 +250,4 @@ def get_backend(name: str, model: Model, options: BackendOptions) -> Backend:
 
 
 __all__ = ["BACKENDS", "PATH_NAMES", "Backend", "BackendError", "BackendOptions", "CSimBackend", "EmulatorBackend",
-           "PathRun", "RtlBackend", "get_backend"]
+           "PathRun", "PathUnavailable", "RtlBackend", "get_backend"]
