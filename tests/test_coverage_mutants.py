@@ -96,7 +96,7 @@ def test_campaign_on_a_small_model():
     """Targeted events only add: bins hit or proved never decrease, nor do the mutants distinguished."""
     manifest, trigger = chain_trigger()
     data = random_codes(manifest, 1000, seed=34)
-    result = run(manifest, data, trigger, SearchBudget(events=1 << 13))
+    result = run(manifest, data, trigger, SearchBudget(events=1 << 13, prove_seconds=2.0))
     counts = result.counts()
     assert counts["hit"] + counts["unreachable"] + counts["missed"] == counts["total"]
     assert counts["hit_by_targeted"] > 0

@@ -63,6 +63,7 @@ class Options:
     coverage: bool = False  # run the coverage campaign (verify.coverage) and its targeted events
     require_coverage: bool = False  # a bin neither hit nor proved unreachable makes the run fail (exit 1)
     coverage_search: int = DEFAULT_SEARCH  # events the targeted search may evaluate
+    coverage_proof_seconds: float = 30.0  # time limit of one mixed-integer bound
 
 
 @dataclass
@@ -147,11 +148,15 @@ def certify(options: Options) -> Certification:
     merged = merge(results)
     coverage = None
     if options.coverage or options.require_coverage:
+        from emulator.coverage.search import SearchBudget
+
         from .coverage import run_coverage
 
         coverage = run_coverage(manifest, source, n_events, options.shard_size, backends, second, settings,
-                                model.threshold, model.score_output, options.coverage_search, options.seed,
-                                lambda m: _log(options, m))
+                                model.threshold, model.score_output,
+                                SearchBudget(events=options.coverage_search,
+                                             prove_seconds=options.coverage_proof_seconds),
+                                options.seed, lambda m: _log(options, m))
     return _write(options, model, source, n_events, backends, skipped, merged, shard_info, threads, coverage)
 
 

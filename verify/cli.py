@@ -100,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
                        "neither hit nor proved unreachable")
     cover.add_argument("--coverage-search", metavar="N", type=int, default=DEFAULT_SEARCH, help=f"events the "
                        f"targeted search may try (default {DEFAULT_SEARCH})")
+    cover.add_argument("--coverage-proof-seconds", metavar="S", type=float, default=30.0, help="time limit of one "
+                       "mixed-integer bound proving a bin unreachable (default 30)")
     p.add_argument("--inject-fault", metavar="SPEC", action="append", default=[], help=argparse.SUPPRESS)
     return p
 
@@ -131,6 +133,7 @@ def _options(args, argv) -> Options:
         faults=tuple(Fault.parse(spec) for spec in args.inject_fault), progress=not args.quiet,
         command=("verify", *argv), dask=args.dask, resume=args.resume, coverage=args.coverage,
         require_coverage=args.require_coverage, coverage_search=args.coverage_search,
+        coverage_proof_seconds=args.coverage_proof_seconds,
     )
 
 

@@ -62,11 +62,11 @@ class Outcome:
 
 
 def run_coverage(manifest, source, n_events: int, shard_size: int, backends: dict, second, settings,
-                 threshold: int | None, score_output: str | None, search_events: int, seed: int = 0,
+                 threshold: int | None, score_output: str | None, budget: SearchBudget, seed: int = 0,
                  log=lambda message: None) -> Outcome:
     """The campaign over events [0, n_events) of `source`, then its targeted events through `backends`."""
     trigger = None if threshold is None or score_output is None else Trigger(score_output, threshold)
-    campaign = Campaign(manifest, trigger, SearchBudget(events=search_events), seed)
+    campaign = Campaign(manifest, trigger, budget, seed)
     log("coverage: counting the bins over the events")
     for shard in split(n_events, shard_size):
         campaign.add(input_codes(source.read(shard), manifest, shard.start))

@@ -40,6 +40,9 @@ class Relation:
     weights: np.ndarray | None = None
     offset: np.ndarray | None = None
     slack: float = 0.0
+    split: np.ndarray | None = None  # (P, n) sorted codes cutting each argument range into P + 1 pieces,
+    split_low: np.ndarray | None = None  # and the lines' offsets on each piece, (P + 1, K, n) (inf: no codes)
+    split_high: np.ndarray | None = None
 
 
 class AffineBounds:
@@ -125,11 +128,18 @@ class AffineBounds:
         run = lambda codes: step([np.repeat(codes[:, None], x_lo.size, axis=1)])  # noqa: E731
         for codes in chunks:
             lines.fit(codes, run(codes))
+        for _ in range(lines.LEVELS):
+            lines.start_cutting()
+            for codes in chunks:
+                lines.cut(codes, run(codes))
+            lines.finish_cutting()
         lines.fix_slopes()
         for codes in chunks:
             lines.offsets(codes, run(codes))
         alpha, low, high = lines.candidates()
-        self.relations[layer.name] = Relation(alpha, low, high, source=np.where(inside, source, -1))
+        split, split_low, split_high = lines.split_candidates()
+        self.relations[layer.name] = Relation(alpha, low, high, source=np.where(inside, source, -1), split=split,
+                                              split_low=split_low, split_high=split_high)
         lower, upper = self.forms[layer.inputs[0]]
         out = _compose(lower[src], upper[src], *_least_area(alpha, low, high, lines.l, lines.u))
         return tuple(np.where(inside[:, None], f, 0.0) for f in out)
@@ -169,8 +179,11 @@ class AffineBounds:
         lines = _cast_lines(result.lo, result.hi, result.site)
         if lines is None:
             return None
-        self.relations[layer.name] = Relation(*lines, weights=weights, offset=offset, slack=slack)
-        return _compose(lower, upper, *_least_area(*lines, result.lo.astype(np.float64), result.hi.astype(np.float64)))
+        alpha, low, high, split, split_low, split_high = lines
+        self.relations[layer.name] = Relation(alpha, low, high, weights=weights, offset=offset, slack=slack,
+                                              split=split, split_low=split_low, split_high=split_high)
+        return _compose(lower, upper, *_least_area(alpha, low, high, result.lo.astype(np.float64),
+                                                   result.hi.astype(np.float64)))
 
     def _average(self, layer, manifest, hulls):
         """Window sums as forms, the C division by the count within one code, the result cast by two lines."""
@@ -203,15 +216,24 @@ class AffineBounds:
 class _Lines:
     """For per-element functions f_e of an integer code q in [l_e, u_e]: candidate slopes (flat, least squares, the
     chord, and the secants between SAMPLES evenly spaced codes), then for each the offsets making it a lower and an
-    upper bound at every code."""
+    upper bound at every code. And cut codes, for a linear program that may choose the piece (relaxation.py): the
+    code where f strays furthest from its chord, then in each piece the code where f strays furthest from the
+    piece's chord (LEVELS times), with the offsets again on every piece between them (the chords of the pieces
+    join the candidate slopes).
+
+    Each pass (fit, cut per level, offsets) sees every code once, in chunks."""
 
     SAMPLES = 5
+    LEVELS = 2
+    STRAY = 1.5  # codes: a piece closer than this to its chord is not cut
 
     def __init__(self, l, u):
         self.l, self.u = l.astype(np.float64), u.astype(np.float64)
         self.points = np.round(l + (u - l) * np.linspace(0, 1, self.SAMPLES)[:, None]).astype(np.int64)
         self.sums = np.zeros((5, len(l)))  # count, sum q, sum q^2, sum f, sum q f
         self.at_points = np.zeros(self.points.shape)
+        self.cuts = np.zeros((0, len(l)), dtype=np.int64)  # sorted per element; l - 1 marks no cut
+        self.cut_values = np.zeros((0, len(l)))
 
     def _mask(self, codes):
         return (codes[:, None] >= self.l) & (codes[:, None] <= self.u)
@@ -226,21 +248,78 @@ class _Lines:
             self.at_points[k] += np.where(codes[:, None] == point, f, 0.0).sum(0)
 
     def fix_slopes(self):
-        """After every code went through `fit`: the candidate slopes, (candidates, elements)."""
+        """After `fit` and the cuts: the candidate slopes, (candidates, elements), the chord of every piece among
+        them."""
         n, sq, sqq, sf, sqf = self.sums
         var = sqq - sq * sq / np.maximum(n, 1)
         fit = np.where(var > 0, (sqf - sq * sf / np.maximum(n, 1)) / np.where(var > 0, var, 1), 0.0)
         secants = [_slope(self.points[i], self.at_points[i], self.points[j], self.at_points[j])
                    for i, j in [(0, self.SAMPLES - 1)] + [(k, k + 1) for k in range(self.SAMPLES - 1)]]
-        self.alpha = np.stack([np.zeros_like(fit), fit, *secants])
+        ends, values = self._ends()
+        chords = [_slope(ends[k], values[k], ends[k + 1], values[k + 1]) for k in range(len(ends) - 1)]
+        self.alpha = np.stack([np.zeros_like(fit), fit, *secants, *chords])
         self.low = np.full(self.alpha.shape, np.inf)
         self.high = np.full(self.alpha.shape, -np.inf)
+        self.piece_low = np.full((len(self.cuts) + 1, *self.alpha.shape), np.inf)
+        self.piece_high = np.full((len(self.cuts) + 1, *self.alpha.shape), -np.inf)
+
+    def _ends(self):
+        """The ends of the pieces (l, the cuts, u) and f there, (P + 2, elements)."""
+        return (np.concatenate([self.l[None], self.cuts.astype(np.float64), self.u[None]]),
+                np.concatenate([self.at_points[:1], self.cut_values, self.at_points[-1:]]))
 
     def offsets(self, codes, f):
+        """After `fix_slopes`: the offsets of every candidate over the whole range and on every piece."""
         inside = self._mask(codes)
         gap = f.astype(np.float64)[None] - self.alpha[:, None] * codes[None, :, None]  # (candidates, codes, elements)
         self.low = np.minimum(self.low, np.where(inside[None], gap, np.inf).min(axis=1))
         self.high = np.maximum(self.high, np.where(inside[None], gap, -np.inf).max(axis=1))
+        piece = self._piece(codes)
+        for k in range(len(self.cuts) + 1):
+            mask = inside & (piece == k)
+            self.piece_low[k] = np.minimum(self.piece_low[k], np.where(mask[None], gap, np.inf).min(axis=1))
+            self.piece_high[k] = np.maximum(self.piece_high[k], np.where(mask[None], gap, -np.inf).max(axis=1))
+
+    def _piece(self, codes):
+        """(codes, elements): the piece each code falls in, between the cuts."""
+        return (codes[None, :, None] > self.cuts[:, None, :]).sum(axis=0)
+
+    def start_cutting(self):
+        n_pieces = len(self.cuts) + 1
+        self._stray = np.full((n_pieces, len(self.l)), -1.0)
+        self._stray_code = np.zeros((n_pieces, len(self.l)), dtype=np.int64)
+        self._stray_value = np.zeros((n_pieces, len(self.l)))
+
+    def cut(self, codes, f):
+        """One pass finding, per piece, the code straying furthest from the piece's chord."""
+        f = f.astype(np.float64)
+        ends, values = self._ends()
+        piece = np.minimum(self._piece(codes), len(self.cuts))
+        x0, x1 = np.take_along_axis(ends, piece, 0), np.take_along_axis(ends, piece + 1, 0)
+        y0, y1 = np.take_along_axis(values, piece, 0), np.take_along_axis(values, piece + 1, 0)
+        chord = y0 + _slope(x0, y0, x1, y1) * (codes[:, None] - x0)
+        stray = np.where(self._mask(codes), np.abs(f - chord), -1.0)
+        for k in range(len(self.cuts) + 1):
+            mine = np.where(piece == k, stray, -1.0)
+            row = np.argmax(mine, axis=0)
+            best = mine[row, np.arange(mine.shape[1])]
+            better = best > self._stray[k]
+            self._stray[k] = np.where(better, best, self._stray[k])
+            self._stray_code[k] = np.where(better, codes[row], self._stray_code[k])
+            self._stray_value[k] = np.where(better, f[row, np.arange(f.shape[1])], self._stray_value[k])
+
+    def finish_cutting(self):
+        keep = self._stray > self.STRAY
+        cuts = np.concatenate([self.cuts, np.where(keep, self._stray_code, self.l.astype(np.int64) - 1)])
+        values = np.concatenate([self.cut_values, self._stray_value])
+        order = np.argsort(cuts, axis=0, kind="stable")
+        self.cuts, self.cut_values = np.take_along_axis(cuts, order, 0), np.take_along_axis(values, order, 0)
+
+    def split_candidates(self):
+        """(cut codes (P, elements), low, high (P + 1, candidates, elements)); a piece without codes has infinite
+        offsets."""
+        margin = 1e-9 * (np.abs(self.alpha) * np.maximum(np.abs(self.l), np.abs(self.u)) + 1)
+        return self.cuts, self.piece_low - margin, self.piece_high + margin
 
     def candidates(self):
         """(alpha, low, high), (candidates, elements), with a margin for the float arithmetic."""
@@ -273,7 +352,8 @@ def _compose(x_lower, x_upper, a_low, b_low, a_high, b_high) -> tuple:
 
 def _cast_lines(v_lo, v_hi, site):
     """Candidate lines (alpha, low, high) bounding the codes of site.type cast from values v (codes on the
-    2^-source_frac grid) in [v_lo, v_hi]: clip(v * 2^-shift) within one code, exact at its breakpoints; None for a
+    2^-source_frac grid) in [v_lo, v_hi]: clip(v * 2^-shift) within one code, exact at its breakpoints; then the
+    codes just below its two knees as splits, and the lines' offsets on each of the three pieces; None for a
     wrapping or zeroing type that could overflow."""
     t = site.type
     scale = 2.0 ** (t.fractional - site.source_frac)
@@ -286,9 +366,25 @@ def _cast_lines(v_lo, v_hi, site):
     pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
     alpha = np.stack([np.zeros_like(l), np.full_like(l, scale)]
                      + [_slope(points[i], values[i], points[j], values[j]) for i, j in pairs])
-    gap = values[None] - alpha[:, None] * points[None]  # (candidates, points, elements)
     margin = 1 + 1e-9 * (np.abs(alpha) * np.maximum(np.abs(l), np.abs(u)) + 1)
-    return alpha, gap.min(axis=1) - margin, gap.max(axis=1) + margin
+    low, high = _offsets(alpha, points, values, margin)
+    split = np.stack([np.floor(np.full_like(l, t.min_code / scale)), np.floor(np.full_like(l, t.max_code / scale))])
+    ends = [(l, np.minimum(split[0], u)), (np.maximum(split[0] + 1, l), np.minimum(split[1], u)),
+            (np.maximum(split[1] + 1, l), u)]
+    pieces = [_offsets(alpha, np.stack([a, b]), np.clip(np.stack([a, b]) * scale, t.min_code, t.max_code), margin,
+                       empty=a > b) for a, b in ends]
+    return (alpha, low, high, split.astype(np.int64), np.stack([p[0] for p in pieces]),
+            np.stack([p[1] for p in pieces]))
+
+
+def _offsets(alpha, points, values, margin, empty=None) -> tuple:
+    """(low, high): the offsets making each candidate line a lower and an upper bound of a piecewise linear
+    function known at its breakpoints `points` (points, elements), widened by `margin`; infinite where `empty`."""
+    gap = values[None] - alpha[:, None] * points[None]  # (candidates, points, elements)
+    low, high = gap.min(axis=1) - margin, gap.max(axis=1) + margin
+    if empty is not None:
+        low, high = np.where(empty, np.inf, low), np.where(empty, -np.inf, high)
+    return low, high
 
 
 def _constant(lo, hi, forms, n_inputs: int) -> tuple:

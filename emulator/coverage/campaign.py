@@ -115,10 +115,12 @@ class Campaign:
         """Targeted events for the empty bins, proofs for the unreachable ones, and the mutation scores."""
         started = time.perf_counter()
         sample = np.concatenate(self.sample) if self.sample else None
-        stimuli = targeted_stimuli(self.manifest, self.report.empty(), sample, self.trigger, self.budget, self.seed)
+        stimuli = targeted_stimuli(self.manifest, self.report.empty(), sample, self.trigger, self.budget, self.seed,
+                                   self.enclosure)
         self.seconds["targeted stimuli"] += time.perf_counter() - started
         started = time.perf_counter()
-        final = mutants(self.manifest, self.trigger, self.enclosure, stimuli.unreachable)
+        refined = Enclosure(self.manifest, refined=self.enclosure)  # the programs' bounds, carried downstream
+        final = mutants(self.manifest, self.trigger, refined, stimuli.unreachable)
         targeted = stimuli.events().reshape(-1, self.manifest.input.size)
         result = score(self.manifest, final, {"targeted": targeted}, self.trigger)
         result.first["data"] = {m.name: None if m.equivalent else self.first[m.name] for m in final}

@@ -320,12 +320,27 @@ def _low_bits(layer, manifest, hulls, inputs, zeros) -> np.ndarray:
     return none
 
 
+def _narrowed(layer, hulls, out, refined) -> tuple:
+    """The hulls intersected with those of `refined` (an enclosure of the same model whose hulls a linear program
+    tightened), and the output with the cast of the tightened result hull (where the output is that cast)."""
+    for hull in hulls:
+        other = refined.sites[layer.name][hull.site.name]
+        hull.lo, hull.hi = np.maximum(hull.lo, other.lo), np.minimum(hull.hi, other.hi)
+    sites = {h.site.name: h for h in hulls}
+    if "result" not in sites or layer.op in ("relu", "leaky_relu") or sites["result"].site.elements != layer.size:
+        return out
+    lo, hi = cast_interval(sites["result"].lo, sites["result"].hi, sites["result"].site.source_frac, layer.result)
+    return np.maximum(out[0], lo), np.minimum(out[1], hi)
+
+
 # ---- the analysis ----------------------------------------------------------------------------------------------
 class Enclosure:
     """Per layer: its output code enclosure (lo, hi arrays) and its sites' pre-cast value hulls; `relational`
-    tightens both with affine bounds in the input codes (affine.py)."""
+    tightens both with affine bounds in the input codes (affine.py), `refined` with the hulls of an earlier
+    enclosure that linear programs tightened (relaxation.py), carried to every layer downstream."""
 
-    def __init__(self, manifest: Manifest, input_lo=None, input_hi=None, relational: bool = True):
+    def __init__(self, manifest: Manifest, input_lo=None, input_hi=None, relational: bool = True,
+                 refined: "Enclosure | None" = None):
         t = manifest.input.type
         n = manifest.input.size
         lo = np.full(n, t.min_code, np.int64) if input_lo is None else np.asarray(input_lo, np.int64)
@@ -341,7 +356,8 @@ class Enclosure:
             hulls = [_Hull(site) for site in plan_layer(layer, manifest).sites]
             inputs = [self.outputs[name] for name in layer.inputs]
             out = _TRANSFERS[layer.op](layer, manifest, inputs, hulls)
-            self.outputs[layer.name] = out if affine is None else affine.refine(layer, manifest, inputs, hulls, out)
+            out = out if affine is None else affine.refine(layer, manifest, inputs, hulls, out)
+            self.outputs[layer.name] = out if refined is None else _narrowed(layer, hulls, out, refined)
             self.zeros[layer.name] = _low_bits(layer, manifest, hulls, inputs, [self.zeros[name] for name in layer.inputs])
             self.sites[layer.name] = {h.site.name: h for h in hulls}
 

@@ -10,6 +10,7 @@ which the decisions differ.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,7 +106,7 @@ def kill(oracle: InstrumentedEmulator, mutant: Mutant, seeds: np.ndarray, budget
     manifest, trigger = oracle.manifest, oracle.trigger
     objectives = activation(oracle, mutant)
     if objectives:
-        half = SearchBudget(budget.events // 2, budget.batch, budget.children, budget.patience)
+        half = dataclasses.replace(budget, events=budget.events // 2)
         found = guided_search(oracle, objectives, seeds, half, seed)
         if found:
             active = np.stack(list(found.values()))

@@ -2,21 +2,31 @@
 codes, every relation the affine refinement recorded (each candidate line of every element-local function and
 cast, the exact sums of dense, convolution and pooling layers) as a constraint, every tensor within its enclosure.
 Maximising or minimising one output code or pre-cast sum bounds it over the whole input range, more tightly than
-the affine forms, which keep one line per element.
+the affine forms, which keep one line per element. The mixed-integer version adds, per element-local function
+whose input range spans its split code (the kink of a ReLU, the knee of a saturation), a binary choosing the side,
+with the lines of that side: the relaxation is then exact up to the lines' slack.
 
-The program is solved in floating point (HiGHS); a bound is widened by a margin before it proves anything.
+The programs are solved in floating point (HiGHS; the mixed-integer bound is the solver's proven dual bound
+within a time limit); a bound is widened by a margin before it proves anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import coo_matrix
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy.sparse import coo_matrix, hstack, vstack
 
 from emulator.manifest import Manifest
+from emulator.plan import plan_layer
 
 MARGIN = 2.0
 """Codes a bound is widened by, on top of a relative 1e-7, against the solver's tolerances."""
+WITNESS_SECONDS = 5.0
+"""Time limit of a mixed-integer solve looking for a good solution rather than a proof."""
 
 
 class LinearProgram:
@@ -25,6 +35,7 @@ class LinearProgram:
 
     def __init__(self, manifest: Manifest, enclosure, last: str):
         affine = enclosure.affine
+        self.basis, self.basis_size = affine.basis, len(enclosure.outputs[affine.basis][0])
         wanted = _ancestors(manifest, last, affine.basis)
         self.index, bounds = {}, []
         for name in [affine.basis] + [layer.name for layer in manifest.layers if layer.name in wanted]:
@@ -37,7 +48,7 @@ class LinearProgram:
                 self.index[f"{name}:sum"] = len(bounds)
                 bounds += list(zip(hull.lo.tolist(), hull.hi.tolist()))
         self.bounds = bounds
-        rows, self.upper = _Rows(), []
+        rows, self.splits = _Rows(), []
         for name in wanted:
             relation = affine.relations.get(name)
             layer = manifest.layer(name)
@@ -50,6 +61,7 @@ class LinearProgram:
                 argument = self.index[parent] + relation.source
                 _lines(rows, y[live], argument[live], relation.alpha[:, live], relation.low[:, live],
                        relation.high[:, live])
+                self._add_splits(relation, y[live], argument[live], np.flatnonzero(live))
             else:
                 s = self.index[f"{name}:sum"] + np.arange(len(relation.offset))
                 x = self.index[parent]
@@ -59,19 +71,93 @@ class LinearProgram:
                              np.r_[np.full(len(s), sign), -sign * relation.weights[r, c]],
                              sign * relation.offset + relation.slack)
                 _lines(rows, y, s, relation.alpha, relation.low, relation.high)
+                self._add_splits(relation, y, s, np.arange(len(y)))
         self.matrix, self.rhs = rows.build(len(bounds))
 
-    def bound(self, name: str, element: int, maximise: bool) -> float | None:
+    def _add_splits(self, relation, y, a, elements) -> None:
+        """Keep, per element whose argument range a split code cuts, (y, a, cutting codes, slopes, offsets per
+        piece between them) for the mixed-integer program."""
+        if relation.split is None:
+            return
+        for yi, ai, e in zip(y, a, elements):
+            a_lo, a_hi = self.bounds[ai]
+            cuts = [j for j, m in enumerate(relation.split[:, e]) if a_lo <= m < a_hi]
+            if not cuts:
+                continue
+            groups = np.split(np.arange(relation.split.shape[0] + 1), [j + 1 for j in cuts])
+            low = np.stack([relation.split_low[g, :, e].min(axis=0) for g in groups])
+            high = np.stack([relation.split_high[g, :, e].max(axis=0) for g in groups])
+            self.splits.append((int(yi), int(ai), [int(relation.split[j, e]) for j in cuts], relation.alpha[:, e],
+                                low, high))
+
+    def bound(self, name: str, element: int, maximise: bool, seconds: float = 0.0) -> float | None:
         """The widened maximum (or minimum) of variable `name` (a tensor, or `layer:sum` for a layer's pre-cast
-        sums) at `element`; None when the solver gives no optimum."""
+        sums) at `element`, of the linear program, or with `seconds` of the mixed-integer one; None without one."""
+        return self.optimum(name, element, maximise, seconds)[0]
+
+    def optimum(self, name: str, element: int, maximise: bool, seconds: float = 0.0) -> tuple:
+        """(the widened bound or None, the basis codes of the best solution found or None); `seconds` > 0 solves
+        the mixed-integer program within that time."""
         cost = np.zeros(len(self.bounds))
         cost[self.index[name] + element] = -1.0 if maximise else 1.0
-        result = linprog(cost, A_ub=self.matrix, b_ub=self.rhs, bounds=self.bounds, method="highs")
-        if result.status != 0:
-            return None
-        value = -result.fun if maximise else result.fun
+        if seconds > 0 and self.splits:
+            value, x = self._integer_solve(cost, seconds)
+        else:
+            result = linprog(cost, A_ub=self.matrix, b_ub=self.rhs, bounds=self.bounds, method="highs")
+            value, x = (result.fun, result.x) if result.status == 0 else (None, None)
+        basis = None if x is None else x[self.index[self.basis]:self.index[self.basis] + self.basis_size]
+        if value is None:
+            return None, basis
+        value = -value if maximise else value
         margin = MARGIN + 1e-7 * abs(value)
-        return value + margin if maximise else value - margin
+        return (value + margin if maximise else value - margin), basis
+
+    def _integer_solve(self, cost, seconds: float) -> tuple:
+        """(the solver's dual bound on min cost . x of the mixed-integer program, its best solution), None where
+        there is none."""
+        if not hasattr(self, "_integer"):
+            self._integer = self._integer_rows()
+        matrix, rhs, n_binary = self._integer
+        lo, hi = np.array(self.bounds, dtype=np.float64).T
+        with _quiet():
+            result = milp(np.r_[cost, np.zeros(n_binary)],
+                          integrality=np.r_[np.zeros(len(cost)), np.ones(n_binary)],
+                          bounds=Bounds(np.r_[lo, np.zeros(n_binary)], np.r_[hi, np.ones(n_binary)]),
+                          constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
+        bound = getattr(result, "mip_dual_bound", None)
+        return (None if bound is None or not np.isfinite(bound) else float(bound)), result.x
+
+    def _integer_rows(self):
+        """The linear rows, plus per cutting code of an element a binary z (1: the argument lies above the code) and
+        the lines of each piece, enforced on that piece only (big-M from the variables' bounds)."""
+        rows, n = _Rows(), len(self.bounds)
+        column = n
+        for y, a, cuts, alpha, low, high in self.splits:
+            (a_lo, a_hi), (y_lo, y_hi) = self.bounds[a], self.bounds[y]
+            z = list(range(column, column + len(cuts)))
+            column += len(cuts)
+            for zj, m in zip(z, cuts):
+                rows.add([0, 0], [a, zj], [1.0, -(a_hi - m)], [m])  # z = 0: a <= m
+                rows.add([0, 0], [a, zj], [-1.0, m + 1 - a_lo], [-a_lo])  # z = 1: a >= m + 1
+            for piece in range(len(cuts) + 1):
+                below = z[piece - 1] if piece > 0 else None  # the piece needs this one 1 ...
+                above = z[piece] if piece < len(cuts) else None  # ... and this one 0
+                for k in range(len(alpha)):
+                    for sign, offset in ((1.0, high[piece, k]), (-1.0, -low[piece, k])):
+                        if not np.isfinite(offset):
+                            continue
+                        worst = max(sign * yv - sign * alpha[k] * av for yv in (y_lo, y_hi) for av in (a_lo, a_hi))
+                        big_m = max(worst - offset, 0.0)
+                        cols, values, rhs = [y, a], [sign, -sign * alpha[k]], offset
+                        if below is not None:
+                            cols, values, rhs = cols + [below], values + [big_m], rhs + big_m
+                        if above is not None:
+                            cols, values = cols + [above], values + [-big_m]
+                        rows.add([0] * len(cols), cols, values, [rhs])
+        n_binary = column - n
+        extra, extra_rhs = rows.build(n + n_binary)
+        base = hstack([self.matrix, coo_matrix((self.matrix.shape[0], n_binary))])
+        return vstack([base, extra]).tocsr(), np.r_[self.rhs, extra_rhs], n_binary
 
 
 class _Rows:
@@ -119,13 +205,13 @@ def _ancestors(manifest: Manifest, last: str, basis: str) -> list:
     return [layer.name for layer in manifest.layers if layer.name in needed]
 
 
-def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict) -> dict:
-    """{bin id: proof} for bins the linear program proves unreachable: bins of a dense, convolution or pooling
-    layer's result cast (its sum bounded), and bins translated into code targets (their anchor's code bounded)."""
+def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float = 30.0) -> dict:
+    """{bin id: proof} for bins the linear (else, within `seconds` a bound, the mixed-integer) program proves
+    unreachable: bins of a dense, convolution or pooling layer's result cast (its sum bounded), and bins translated
+    into code targets (their anchor's code bounded)."""
     programs, proofs = {}, {}
     for bin_id in bin_ids:
-        layer, site, element, kind = bin_id.split("/")
-        element = int(element)
+        layer, site = bin_id.split("/")[:2]
         target = targets.get(bin_id)
         name = target.layer if target is not None else layer
         relation = enclosure.affine.relations.get(name)
@@ -134,30 +220,107 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict) -> dict:
         if name not in programs:
             programs[name] = LinearProgram(manifest, enclosure, name)
         program = programs[name]
-        if target is not None:
-            e = target.element
-            lo, hi = program.bound(name, e, False), program.bound(name, e, True)
-            if lo is not None and hi is not None and not _meets(target, np.ceil(lo), np.floor(hi)):
-                proofs[bin_id] = (f"linear relaxation: {name!r} element {e} holds codes in [{np.ceil(lo):.0f}, "
-                                  f"{np.floor(hi):.0f}], none of which reaches it (exhaustive over the chain)")
-            continue
-        hull = enclosure.sites[name]["result"]
-        maximise = kind in ("sat_high", "at_max", "wrap")
-        sides = (True, False) if kind == "wrap" else (maximise,)
-        for side in sides:
-            value = program.bound(f"{name}:sum", element, side)
-            if value is None:
+        for limit, how in ((0.0, "linear relaxation"), (seconds, "mixed-integer relaxation")):
+            proof = _prove(program, enclosure, bin_id, target, limit)
+            if proof is not None:
+                proofs[bin_id] = f"{how}: {proof}"
                 break
-            if side:
-                hull.hi[element] = min(hull.hi[element], int(np.floor(value)))
-            else:
-                hull.lo[element] = max(hull.lo[element], int(np.ceil(value)))
-        proof = enclosure.proof(bin_id)
-        if proof is not None:
-            proofs[bin_id] = f"linear relaxation: {proof}"
     return proofs
+
+
+def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
+    """A proof from the program's bounds that the bin is unreachable, or None."""
+    layer, site, element, kind = bin_id.split("/")
+    if target is not None:
+        name, e = target.layer, target.element
+        lo, hi = (float(v[e]) for v in enclosure.outputs[name])
+        for maximise in (True, False):
+            value = program.bound(name, e, maximise, seconds)
+            if value is not None:
+                lo, hi = (lo, min(hi, value)) if maximise else (max(lo, value), hi)
+            if not _meets(target, np.ceil(lo), np.floor(hi)):
+                return (f"{name!r} element {e} holds codes in [{np.ceil(lo):.0f}, {np.floor(hi):.0f}], none of "
+                        f"which reaches it (exhaustive over the chain)")
+        return None
+    element = int(element)
+    hull = enclosure.sites[layer]["result"]
+    maximise = kind in ("sat_high", "at_max", "wrap")
+    for side in ((True, False) if kind == "wrap" else (maximise,)):
+        value = program.bound(f"{layer}:sum", element, side, seconds)
+        if value is None:
+            return None
+        if side:
+            hull.hi[element] = min(hull.hi[element], int(np.floor(value)))
+        else:
+            hull.lo[element] = max(hull.lo[element], int(np.ceil(value)))
+    return enclosure.proof(bin_id)
+
+
+def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, limit: int = 32) -> np.ndarray:
+    """Input events from the mixed-integer program's best solutions pushing toward the bins (at most `limit`):
+    the relaxation's optimum, mapped back to input codes, lies near events that reach them; starts for a search."""
+    programs, basis = {}, []
+    for bin_id in bin_ids[:limit]:
+        layer, site, element, kind = bin_id.split("/")
+        target = targets.get(bin_id)
+        name = target.layer if target is not None else layer
+        relation = enclosure.affine.relations.get(name)
+        if relation is None or (target is None and (site != "result" or relation.weights is None)):
+            continue
+        if name not in programs:
+            programs[name] = LinearProgram(manifest, enclosure, name)
+        if target is not None:
+            sides = [(name, target.element, True), (name, target.element, False)]
+        else:
+            sides = [(f"{name}:sum", int(element), kind in ("sat_high", "at_max", "wrap"))]
+        for variable, e, maximise in sides:
+            x = programs[name].optimum(variable, e, maximise, WITNESS_SECONDS)[1]
+            if x is not None:
+                basis.append(x)
+    if not basis:
+        return np.zeros((0, manifest.input.size), dtype=np.int64)
+    return basis_to_input(manifest, enclosure.affine.basis, np.array(basis))
+
+
+def basis_to_input(manifest: Manifest, basis: str, values: np.ndarray) -> np.ndarray:
+    """(N, n_in) input codes whose basis codes lie nearest to `values` (N, n_in): the basis is the input, or an
+    element-by-element layer of it (evaluated on every input code)."""
+    t = manifest.input.type
+    if basis == manifest.input.name:
+        return np.clip(np.round(values), t.min_code, t.max_code).astype(np.int64)
+    step = plan_layer(manifest.layer(basis), manifest)
+    best = np.full(values.shape, np.inf)
+    chosen = np.zeros(values.shape, dtype=np.int64)
+    for begin in range(t.min_code, t.max_code + 1, 4096):
+        codes = np.arange(begin, min(begin + 4096, t.max_code + 1), dtype=np.int64)
+        out = step([np.repeat(codes[:, None], values.shape[1], axis=1)]).astype(np.float64)  # (codes, n_in)
+        gap = np.abs(out[None] - values[:, None])  # (N, codes, n_in)
+        row = np.argmin(gap, axis=1)
+        nearest = np.take_along_axis(gap, row[:, None], axis=1)[:, 0]
+        better = nearest < best
+        best = np.where(better, nearest, best)
+        chosen = np.where(better, codes[row], chosen)
+    return chosen
 
 
 def _meets(target, lo: float, hi: float) -> bool:
     """Whether any code of the target lies in [lo, hi]."""
     return bool(((target.starts <= hi) & (target.ends >= lo)).any())
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence what the solver's C++ prints on the process's stdout and stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)

@@ -19,12 +19,13 @@ from .instrumented import InstrumentedEmulator
 @dataclass(frozen=True)
 class SearchBudget:
     """`events` evaluated at most; `batch` events per round, `children` per objective; restart after `patience`
-    rounds without progress."""
+    rounds without progress; `prove_seconds`: the time limit of one mixed-integer bound (relaxation.py)."""
 
     events: int = 1 << 18
     batch: int = 4096
     children: int = 16
     patience: int = 12
+    prove_seconds: float = 30.0
 
 
 def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndarray, budget: SearchBudget = SearchBudget(),

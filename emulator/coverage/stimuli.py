@@ -12,6 +12,7 @@ the search misses is tried once more for a proof with the linear relaxation of t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +24,7 @@ from .bins import Trigger, coverage_bins
 from .instrumented import InstrumentedEmulator
 from .intervals import Enclosure
 from .preimages import translate
-from .relaxation import lp_proofs
+from .relaxation import lp_proofs, witnesses
 from .search import SearchBudget, guided_search
 
 SWEEP = 1 << 15
@@ -51,10 +52,11 @@ class Stimuli:
 
 
 def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trigger | None = None,
-                     budget: SearchBudget = SearchBudget(), seed: int = 0) -> Stimuli:
-    """Find input events for each bin of `bin_ids` (typically `CoverageReport.empty()`), or prove it unreachable."""
+                     budget: SearchBudget = SearchBudget(), seed: int = 0, enclosure: Enclosure | None = None) -> Stimuli:
+    """Find input events for each bin of `bin_ids` (typically `CoverageReport.empty()`), or prove it unreachable;
+    `enclosure` (of the manifest) gets the hulls the linear programs tighten."""
     out = Stimuli()
-    enclosure = Enclosure(manifest)
+    enclosure = enclosure or Enclosure(manifest)
     wanted = set(bin_ids)
     out.unreachable.update(enclosure.unreachable([b for b in coverage_bins(manifest, trigger) if b.id in wanted],
                                                  trigger))
@@ -80,7 +82,15 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
         oracle = InstrumentedEmulator(manifest, trigger)
         reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, budget, seed)
         out.found.update({todo[k]: event for k, event in reached.items()})
-        out.unreachable.update(lp_proofs(manifest, enclosure, [b for b in todo if b not in out.found], targets))
+        out.unreachable.update(lp_proofs(manifest, enclosure, [b for b in todo if b not in out.found], targets,
+                                         budget.prove_seconds))
+        todo = [b for b in todo if b not in out.found and b not in out.unreachable]
+        starts = witnesses(manifest, enclosure, todo, targets)
+        if todo and len(starts):  # search again from the relaxation's optima
+            again = dataclasses.replace(budget, events=budget.events // 2)
+            reached = guided_search(oracle, [targets.get(b, b) for b in todo], np.concatenate([starts, seeds]),
+                                    again, seed + 1)
+            out.found.update({todo[k]: event for k, event in reached.items()})
     _verify(manifest, out.found, trigger)
     out.missed = [b for b in bin_ids if b not in out.found and b not in out.unreachable]
     return out
