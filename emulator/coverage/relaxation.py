@@ -211,21 +211,29 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
     into code targets (their anchor's code bounded)."""
     programs, proofs = {}, {}
     for bin_id in bin_ids:
-        layer, site = bin_id.split("/")[:2]
         target = targets.get(bin_id)
-        name = target.layer if target is not None else layer
-        relation = enclosure.affine.relations.get(name)
-        if relation is None or (target is None and (site != "result" or relation.weights is None)):
+        program = _program(manifest, enclosure, programs, bin_id, target)
+        if program is None:
             continue
-        if name not in programs:
-            programs[name] = LinearProgram(manifest, enclosure, name)
-        program = programs[name]
         for limit, how in ((0.0, "linear relaxation"), (seconds, "mixed-integer relaxation")):
             proof = _prove(program, enclosure, bin_id, target, limit)
             if proof is not None:
                 proofs[bin_id] = f"{how}: {proof}"
                 break
     return proofs
+
+
+def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target):
+    """The program (kept in `programs` by last layer) that bounds what `bin_id` depends on: its code target's
+    anchor, or its layer's pre-cast sums; None for a bin no program bounds."""
+    layer, site = bin_id.split("/")[:2]
+    name = target.layer if target is not None else layer
+    relation = enclosure.affine.relations.get(name)
+    if relation is None or (target is None and (site != "result" or relation.weights is None)):
+        return None
+    if name not in programs:
+        programs[name] = LinearProgram(manifest, enclosure, name)
+    return programs[name]
 
 
 def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
@@ -263,18 +271,15 @@ def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, limit: int 
     for bin_id in bin_ids[:limit]:
         layer, site, element, kind = bin_id.split("/")
         target = targets.get(bin_id)
-        name = target.layer if target is not None else layer
-        relation = enclosure.affine.relations.get(name)
-        if relation is None or (target is None and (site != "result" or relation.weights is None)):
+        program = _program(manifest, enclosure, programs, bin_id, target)
+        if program is None:
             continue
-        if name not in programs:
-            programs[name] = LinearProgram(manifest, enclosure, name)
         if target is not None:
-            sides = [(name, target.element, True), (name, target.element, False)]
+            sides = [(target.layer, target.element, True), (target.layer, target.element, False)]
         else:
-            sides = [(f"{name}:sum", int(element), kind in ("sat_high", "at_max", "wrap"))]
+            sides = [(f"{layer}:sum", int(element), kind in ("sat_high", "at_max", "wrap"))]
         for variable, e, maximise in sides:
-            x = programs[name].optimum(variable, e, maximise, WITNESS_SECONDS)[1]
+            x = program.optimum(variable, e, maximise, WITNESS_SECONDS)[1]
             if x is not None:
                 basis.append(x)
     if not basis:
