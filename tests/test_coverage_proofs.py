@@ -106,3 +106,22 @@ def test_linear_program_bounds_enclose_every_event():
             assert program.bound(name, e, True) >= trace[name][:, e].max()
             assert program.bound(name, e, False) <= trace[name][:, e].min()
     assert lp_proofs(manifest, enclosure, [], {}) == {}
+
+
+def test_an_op_without_a_transfer_proves_nothing_downstream_wrongly():
+    """A merge (`add`, from emulator.layers) has no interval transfer: its sites may see anything, nothing of it is
+    proved, and the campaign still runs."""
+    w = T("ap_fixed<6,2>")
+    a = dense("a", "x", 3, 2, w, w, T("ap_fixed<14,6>"), T("ap_fixed<8,4,AP_RND,AP_SAT>"), np.random.default_rng(7))
+    b = dense("b", "x", 3, 2, w, w, T("ap_fixed<14,6>"), T("ap_fixed<8,4,AP_RND,AP_SAT>"), np.random.default_rng(8))
+    add = Layer("sum", "add", ["a", "b"], (2,), T("ap_fixed<7,3,AP_RND,AP_SAT>"), params={"n_elem1": 2, "n_elem2": 2})
+    out = dense("out", "sum", 2, 1, w, w, T("ap_fixed<14,6>"), T("ap_fixed<8,4,AP_RND,AP_SAT>"),
+                np.random.default_rng(9))
+    manifest = Manifest("merged", [Tensor("x", (3,), T("ap_fixed<8,4>"))], [a, b, add, out], ["out"])
+    proofs = Enclosure(manifest).unreachable(coverage_bins(manifest))
+    assert not [p for p in proofs if p.startswith("sum/")]
+    codes = stress_codes(manifest, 2000, seed=25)
+    empty = InstrumentedEmulator(manifest).cover_codes(codes[:200]).report.empty()
+    result = targeted_stimuli(manifest, empty, codes[:200], None, SearchBudget(events=1 << 12, prove_seconds=1.0))
+    reached = everything_reached(manifest, None, np.concatenate([codes, result.events().reshape(-1, 3)]))
+    assert not set(result.unreachable) & reached

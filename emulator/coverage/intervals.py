@@ -250,6 +250,13 @@ def _mse(layer, manifest, inputs, hulls):
     return result.cast(m_lo, m_hi)
 
 
+def _unknown(layer, manifest, inputs, hulls):
+    """An op without a transfer: every site may see any value and the output any code, so nothing is proved."""
+    for hull in hulls:
+        hull.lo, hull.hi = np.full(hull.site.elements, -(1 << 62)), np.full(hull.site.elements, 1 << 62)
+    return np.full(layer.size, layer.result.min_code), np.full(layer.size, layer.result.max_code)
+
+
 # ---- known low bits: per tensor element, trailing zero bits of every code; per site, value mod 2**bits ---------
 def _exact_zeros(zeros, hull, elements=slice(None)) -> np.ndarray:
     """Trailing zeros of the codes a site's casts give, from those of the pre-cast values: the cast is exact and the
@@ -351,11 +358,9 @@ class Enclosure:
         self.zeros = {manifest.input.name: np.zeros(n, dtype=np.int64)}
         self.affine = affine = AffineBounds(manifest, lo, hi) if relational else None
         for layer in manifest.layers:
-            if layer.op not in _TRANSFERS:
-                raise NotImplementedError(f"layer {layer.name!r}: no interval transfer for op {layer.op!r}")
             hulls = [_Hull(site) for site in plan_layer(layer, manifest).sites]
             inputs = [self.outputs[name] for name in layer.inputs]
-            out = _TRANSFERS[layer.op](layer, manifest, inputs, hulls)
+            out = _TRANSFERS.get(layer.op, _unknown)(layer, manifest, inputs, hulls)
             out = out if affine is None else affine.refine(layer, manifest, inputs, hulls, out)
             self.outputs[layer.name] = out if refined is None else _narrowed(layer, hulls, out, refined)
             self.zeros[layer.name] = _low_bits(layer, manifest, hulls, inputs, [self.zeros[name] for name in layer.inputs])

@@ -209,9 +209,15 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
     """{bin id: proof} for bins the linear (else, within `seconds` a bound, the mixed-integer) program proves
     unreachable: bins of a dense, convolution or pooling layer's result cast (its sum bounded), and bins translated
     into code targets (their anchor's code bounded)."""
-    programs, proofs = {}, {}
+    programs, proofs, same = {}, {}, {}
     for bin_id in bin_ids:
         target = targets.get(bin_id)
+        if target is not None:  # copies of an element (upsampling, padding) share one target: prove it once
+            key = (target.layer, target.element, target.starts.tobytes(), target.ends.tobytes())
+            if key in same:
+                if same[key] is not None:
+                    proofs[bin_id] = same[key]
+                continue
         program = _program(manifest, enclosure, programs, bin_id, target)
         if program is None:
             continue
@@ -220,6 +226,8 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
             if proof is not None:
                 proofs[bin_id] = f"{how}: {proof}"
                 break
+        if target is not None:
+            same[key] = proofs.get(bin_id)
     return proofs
 
 
