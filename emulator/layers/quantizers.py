@@ -387,14 +387,18 @@ def _dense_binary_input(layer, manifest):
     return Step(lambda xs, probe: binary_input_matmul_cast(xs[0], *args, probe), sites)
 
 
+def threshold_bounds(layer, x_t: FixedType) -> tuple:
+    """(above, at_or_below) codes per channel: the output is 1 where x > above, else -1 where x <= at_or_below,
+    else 0. Binary: 1 where x >= t, i.e. x > t - 1 on codes, else 0 (no code is at or below min_code - 1)."""
+    if layer.op == "binary_threshold":
+        above = layer.tensors["threshold"].ravel() - 1
+        return above, np.full_like(above, x_t.min_code - 1)
+    return tuple(layer.tensors[k].ravel() for k in ("threshold_hi", "threshold_lo"))
+
+
 @planner("binary_threshold")
 @planner("ternary_threshold")
 def _threshold_planner(layer, manifest):
-    """Binary: 1 where x >= t (x > t - 1 on codes), else 0 (nothing is at or below min_code - 1)."""
     channel = scale_channel(layer)
-    if layer.op == "binary_threshold":
-        above = layer.tensors["threshold"].ravel() - 1
-        at_or_below = np.full_like(above, _in_type(layer, manifest).min_code - 1)
-    else:
-        above, at_or_below = (layer.tensors[k].ravel() for k in ("threshold_hi", "threshold_lo"))
+    above, at_or_below = threshold_bounds(layer, _in_type(layer, manifest))
     return Step(lambda xs, probe: threshold_cast(xs[0], channel, above, at_or_below, probe), ())

@@ -4,4 +4,4 @@ from .generator import Interface, PortGroup, RtlDesign, generate_rtl, manifest_i
 
 __all__ = ["Interface", "PortGroup", "RtlDesign", "generate_rtl", "manifest_interface"]
 
-from . import ops_activations, ops_structure  # noqa: E402,F401  (registers the generators of those ops)
+from . import ops_activations, ops_quantizers, ops_structure  # noqa: E402,F401  (registers the generators of those ops)
