@@ -4,14 +4,16 @@ converted by hls4ml (Vivado and Vitis backends); the emulator equals hls4ml's co
 One model holds every quantizer, to keep the number of C-sim compiles low (the default run converts it once, on
 the Vitis backend; make regression on both backends, several times). Its first half,
   weights   quantized_bits (alpha 1, a power-of-two alpha, 'auto_po2', 'auto'), quantized_po2, binary and ternary
-            weights; quantized_relu with a negative slope, quantized_tanh, quantized_sigmoid activations;
+            weights (ternary also in a QConv1D); quantized_relu with a negative slope, quantized_bits,
+            quantized_tanh, quantized_sigmoid and quantized_tanh(use_real_tanh) activations;
 feeds its second half,
   binary    a binary network: binary and ternary activations after batch normalisations (hls4ml's
             BatchNormalizationQuantizedTanh), dense layers on their ap_uint<1> / ap_int<2> outputs with binary,
             ternary and fixed-point weights; a ternary activation after a dense layer (hls4ml inserts an ApplyAlpha
             for its threshold and merges the two) and a binary tanh.
 A ternary activation with threshold 0.5 that follows no batch normalisation (TernaryTanh, for which hls4ml writes
-no C++) is refused by name, and so are power-of-two weights on inputs too wide for the emulator's int64 shifts.
+no C++) is refused by name, and so are power-of-two weights on inputs too wide for the emulator's int64 shifts and
+binary weights in a convolution.
 """
 
 import numpy as np
@@ -44,8 +46,8 @@ def quantizer_recipes(draw):
     sizes = [draw(st.integers(2, 6)) for _ in range(4)]
     dense = lambda: {"result": t(min_width=6, max_width=16), "accum": t(min_width=10, max_width=24)}  # noqa: E731
     precisions = {}
-    for name in ("fc_bits", "fc_po2", "fc_auto_po2", "fc_alpha", "fc_binary", "fc_ternary", "fc_in", "fc_both",
-                 "fc_after_ternary", "fc_data_binary", "fc_last"):
+    for name in ("fc_bits", "fc_po2", "fc_auto_po2", "fc_alpha", "conv_ternary", "fc_binary", "fc_ternary", "fc_in",
+                 "fc_both", "fc_after_ternary", "fc_data_binary", "fc_last"):
         precisions[name] = dense()
         precisions[f"{name}_linear"] = {"result": t(min_width=6, max_width=16)}  # the QDense's own activation
     # Power-of-two weights on the input: of few integer bits, so that small weights shift bits out of the product
@@ -72,7 +74,9 @@ def random_recipes():
 
 
 def _weights_model(inp, sizes, p):
-    from qkeras import QActivation, QDense, binary, quantized_bits, quantized_po2, quantized_relu, ternary
+    from qkeras import (QActivation, QConv1D, QDense, binary, quantized_bits, quantized_po2, quantized_relu,
+                        quantized_tanh, ternary)
+    from tensorflow.keras import layers as L
 
     bits = lambda alpha=1: quantized_bits(p["bits"], p["integer"], alpha=alpha)  # noqa: E731
     h = QDense(sizes[1], kernel_quantizer=quantized_po2(p["po2_bits"], 1.0), bias_quantizer=bits(), name="fc_po2")(inp)
@@ -81,9 +85,14 @@ def _weights_model(inp, sizes, p):
     h = QDense(sizes[3], kernel_quantizer=bits("auto_po2"), bias_quantizer=bits(), name="fc_auto_po2")(h)
     h = QDense(sizes[1], kernel_quantizer=bits(p["alpha"]), bias_quantizer=bits(), name="fc_alpha")(h)
     h = QActivation(f"quantized_tanh({p['act_bits']})", name="q_tanh")(h)
+    h = QActivation(quantized_bits(p["act_bits"], p["act_integer"]), name="q_bits")(h)
+    h = L.Reshape((sizes[1], 1), name="to_conv")(h)
+    h = QConv1D(2, 2, kernel_quantizer=ternary(alpha=1), bias_quantizer=bits(), name="conv_ternary")(h)
+    h = L.Flatten(name="flat")(h)
     h = QDense(sizes[2], kernel_quantizer=binary(alpha=1), name="fc_binary")(h)
     h = QDense(sizes[3], kernel_quantizer=ternary(alpha=1), name="fc_ternary")(h)
-    return QActivation(f"quantized_sigmoid({p['act_bits']})", name="q_sigmoid")(h)
+    h = QActivation(f"quantized_sigmoid({p['act_bits']})", name="q_sigmoid")(h)
+    return QActivation(quantized_tanh(p["act_bits"], use_real_tanh=True), name="q_real_tanh")(h)
 
 
 def _binary_model(inp, sizes, p):
@@ -106,7 +115,7 @@ def _binary_model(inp, sizes, p):
 
 
 OPS = {"dense", "dense_exponential", "scale_exponential", "batchnorm", "leaky_relu", "hard_tanh", "hard_sigmoid",
-       "binary_threshold", "ternary_threshold", "dense_binary_input", "binary_tanh"}
+       "conv2d", "tanh", "binary_threshold", "ternary_threshold", "dense_binary_input", "binary_tanh"}
 
 
 def random_quantized_weights(rng, model):
@@ -172,8 +181,18 @@ def _po2_after_wide_layer():
             r"'squash' \(dense_exponential\): the shift product type needs \d+ bits")
 
 
+def _binary_conv_layer():
+    from qkeras import QConv1D, binary
+    from tensorflow.keras import layers as L
+
+    conv = QConv1D(2, 2, kernel_quantizer=binary(alpha=1), name="squash")
+    return ((lambda h: conv(L.Reshape((4, 1), name="to_conv")(h))), UnsupportedLayer,
+            r"'squash' \(Conv1D\): hls4ml's 'weight_binary' product")
+
+
 REFUSALS = {"TernaryTanh (threshold 0.5, no batch normalisation)": _ternary_tanh_layer,
-            "quantized_po2 weights on an input wider than 27 bits": _po2_after_wide_layer}
+            "quantized_po2 weights on an input wider than 27 bits": _po2_after_wide_layer,
+            "binary weights in a QConv1D": _binary_conv_layer}
 
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))

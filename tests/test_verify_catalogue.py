@@ -2,7 +2,7 @@
 all three paths; when the RTL generator has no RTL for one of its ops (here its generator unregistered for the
 test: every op of the catalogue has one today), it is certified on the emulator and the C-sim, the RTL path
 reported as skipped with the reason (terminal, report.json, report.md); a model with a layer or quantizer the
-emulator does not implement exits 2 naming it."""
+emulator (or hls4ml) does not implement exits 2 naming it."""
 
 import json
 
@@ -109,10 +109,27 @@ def wide_po2_model(folder):
     return save_model(folder, model, {"x_in": {"result": "fixed<30,10>"}})
 
 
+def ulaw_model(folder):
+    """A QKeras activation hls4ml does not convert (it raises a bare Exception, also from config_from_keras_model:
+    the configuration is written by hand)."""
+    from qkeras import QActivation
+    from tensorflow import keras
+
+    inp = keras.layers.Input((57,), name="x_in")
+    model = keras.Model(inp, QActivation("quantized_ulaw(8)", name="squash")(keras.layers.Dense(4, name="fc")(inp)))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.h5", include_optimizer=False)
+    config = {"Model": {"Precision": "fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}}
+    (folder / "hls_config.json").write_text(json.dumps(config))
+    return folder / "model.h5", folder / "hls_config.json"
+
+
+EMULATOR = "the emulator cannot represent this model: "
 REFUSED = {
-    "TernaryTanh": (ternary_tanh_model, "layer 'squash' (TernaryTanh): hls4ml 1.3.0 writes no C++ call"),
-    "po2 product beyond int64": (wide_po2_model, "layer 'po2' (dense_exponential): the shift product type needs 69 "
-                                                 "bits, more than the emulator's exact int64 path"),
+    "TernaryTanh": (ternary_tanh_model, EMULATOR + "layer 'squash' (TernaryTanh): hls4ml 1.3.0 writes no C++ call"),
+    "po2 product beyond int64": (wide_po2_model, EMULATOR + "layer 'po2' (dense_exponential): the shift product type "
+                                                            "needs 69 bits, more than the emulator's exact int64 path"),
+    "quantized_ulaw": (ulaw_model, "with {config}: Exception: Unsupported QKeras activation: quantized_ulaw"),
 }
 
 
@@ -123,5 +140,5 @@ def test_a_layer_the_emulator_does_not_implement_exits_2_naming_it(capsys, tmp_p
     code, captured = verify(capsys, "--keras", keras_path, "--config", config_path, "--events", 10,
                             "--build-dir", tmp_path / "build", "--out", tmp_path / "report")
     assert code == 2
-    assert "verify: error: the emulator cannot represent this model: " + message in captured.err
+    assert "verify: error: " in captured.err and message.format(config=config_path) in captured.err
     assert not (tmp_path / "report").exists()
