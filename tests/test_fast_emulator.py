@@ -400,7 +400,8 @@ def test_float_predict_matches_reference():
 
 
 def test_two_threads_give_the_same_outputs():
-    numba = pytest.importorskip("numba")
+    import numba
+
     manifest = vae_manifest()
     fast, reference = FastEmulator(manifest), Emulator(manifest)
     x = stimulus(manifest, n=50000, seed=9)
@@ -531,8 +532,7 @@ def test_machine_code_is_cached_on_disk(tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_zoo_model(name):
     path = ZOO_DIR / name / "manifest.json"
-    if not path.exists():
-        pytest.skip(f"zoo model {name} is not built")
+    assert path.exists(), f"zoo model {name} is missing: python -m models.zoo build"
     manifest = Manifest.load(path)
     fast = FastEmulator(manifest)
     assert fast.reference_layers == {}
@@ -546,12 +546,11 @@ def test_zoo_model(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_zoo_model_on_a_million_events(name):
     """Generator events and limit/tie stimulus, int32 and int64 codes, one thread and all."""
-    numba = pytest.importorskip("numba")
+    import numba
     from models.data.generator import generate as generate_events
 
     path = ZOO_DIR / name / "manifest.json"
-    if not path.exists():
-        pytest.skip(f"zoo model {name} is not built")
+    assert path.exists(), f"zoo model {name} is missing: python -m models.zoo build"
     manifest = Manifest.load(path)
     fast, reference = FastEmulator(manifest), Emulator(manifest)
     events = reference.quantize_inputs(generate_events("background", 1_000_000, 5).reshape(1_000_000, -1))

@@ -20,8 +20,7 @@ CAMPAIGNS = [
 
 @pytest.mark.parametrize("name, events, search, simulator", CAMPAIGNS)
 def test_coverage_campaign(name, events, search, simulator, tmp_path, capsys):
-    if not (zoo.model_dir(name) / "metadata.json").is_file():
-        pytest.skip(f"zoo model {name} is not built")
+    assert (zoo.model_dir(name) / "metadata.json").is_file(), f"zoo model {name} is missing: python -m models.zoo build"
     out = tmp_path / name
     code = main(["--quiet", "--model", name, "--events", str(events), "--sim", simulator, "--out", str(out),
                  "--require-coverage", "--coverage-search", str(search)])
