@@ -92,3 +92,30 @@ def test_solve_tie_agrees_with_brute_force():
     for a, c, shift in itertools.product(range(-20, 21), range(-9, 10), range(1, 5)):
         brute = [x for x in range(-50, 51) if (a * x + c) % (1 << shift) == 1 << (shift - 1)]
         assert solve_tie(a, c, shift, -50, 50) == (brute[0] if brute else None), (a, c, shift)
+
+
+def dense_behind_input_batchnorm() -> Manifest:
+    """The paper's encoders start this way: an input batchnorm, a dense layer dropping 10 bits, a batchnorm."""
+    rng = np.random.default_rng(11)
+    bn_types = {"scale": T("ap_fixed<12,2>"), "bias": T("ap_fixed<12,2>")}
+    bn = Layer("bn", "batchnorm", ["x"], (6,), T("ap_fixed<16,6,AP_RND_CONV,AP_SAT>"), bn_types, {"n_filt": -1},
+               {"scale": rng.integers(200, 1500, 6), "bias": rng.integers(-512, 512, 6)})
+    fc = dense("fc", "bn", 6, 4, T("ap_fixed<8,1>"), T("ap_fixed<8,1>"), T("ap_fixed<24,9>"),
+               T("ap_fixed<12,8,AP_RND_CONV,AP_SAT>"), rng)
+    bn2 = Layer("bn2", "batchnorm", ["fc"], (4,), T("ap_fixed<10,5,AP_RND_CONV,AP_SAT>"), bn_types, {"n_filt": -1},
+                {"scale": rng.integers(200, 1500, 4) | 1, "bias": rng.integers(-512, 512, 4)})
+    return Manifest("bn_dense_bn", [Tensor("x", (6,), T("ap_fixed<16,8,AP_RND_CONV,AP_SAT>"))], [bn, fc, bn2],
+                    ["bn2"])
+
+
+def test_ties_behind_an_input_batchnorm_are_swept_not_searched():
+    manifest = dense_behind_input_batchnorm()
+    emulator = InstrumentedEmulator(manifest)
+    empty = emulator.cover_codes(quiet_events(manifest)).report.empty()
+    wanted = [b for b in empty if b.endswith("/tie") and b.split("/")[0] in ("fc", "bn2")]
+    assert {b.split("/")[0] for b in wanted} == {"fc", "bn2"}
+    result = targeted_stimuli(manifest, wanted, quiet_events(manifest), budget=SearchBudget(events=1))
+    ids = list(result.found)
+    assert emulator.bin_hits(np.stack([result.found[b] for b in ids]), ids).diagonal().all()
+    assert not result.missed, f"missed {result.missed}; proofs {result.unreachable}"
+    assert any(b.startswith("fc/result/") for b in result.found) and any(b.startswith("bn2/") for b in result.found)

@@ -12,18 +12,20 @@ from models import zoo
 from verify.cli import main
 
 CAMPAIGNS = [
-    pytest.param("dnn_vae_ptq8", 1000, 8192, "icarus", marks=pytest.mark.slow, id="dnn_vae_ptq8-reduced"),
-    pytest.param("dnn_vae_ptq8", 20_000, 1 << 18, "verilator", marks=pytest.mark.regression, id="dnn_vae_ptq8-full"),
-    pytest.param("cnn_ae_qat4", 20_000, 1 << 18, "verilator", marks=pytest.mark.regression, id="cnn_ae_qat4-full"),
+    pytest.param("dnn_vae_ptq8", 1000, 8192, 0, "icarus", marks=pytest.mark.slow, id="dnn_vae_ptq8-reduced"),
+    pytest.param("dnn_vae_ptq8", 20_000, 1 << 18, 30, "verilator", marks=pytest.mark.regression,
+                 id="dnn_vae_ptq8-full"),
+    pytest.param("cnn_ae_qat4", 20_000, 1 << 18, 30, "verilator", marks=pytest.mark.regression, id="cnn_ae_qat4-full"),
 ]
 
 
-@pytest.mark.parametrize("name, events, search, simulator", CAMPAIGNS)
-def test_coverage_campaign(name, events, search, simulator, tmp_path, capsys):
+@pytest.mark.parametrize("name, events, search, proof_seconds, simulator", CAMPAIGNS)
+def test_coverage_campaign(name, events, search, proof_seconds, simulator, tmp_path, capsys):
     assert (zoo.model_dir(name) / "metadata.json").is_file(), f"zoo model {name} is missing: python -m models.zoo build"
     out = tmp_path / name
     code = main(["--quiet", "--model", name, "--events", str(events), "--sim", simulator, "--out", str(out),
-                 "--require-coverage", "--coverage-search", str(search)])
+                 "--require-coverage", "--coverage-search", str(search),
+                 "--coverage-proof-seconds", str(proof_seconds)])
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     coverage = report["coverage"]

@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     cover.add_argument("--coverage-search", metavar="N", type=int, default=DEFAULT_SEARCH, help=f"events the "
                        f"targeted search may try (default {DEFAULT_SEARCH})")
     cover.add_argument("--coverage-proof-seconds", metavar="S", type=float, default=30.0, help="time limit of one "
-                       "mixed-integer bound proving a bin unreachable (default 30)")
+                       "mixed-integer bound proving a bin unreachable (default 30; 0: linear programs only, quick)")
     p.add_argument("--inject-fault", metavar="SPEC", action="append", default=[], help=argparse.SUPPRESS)
     return p
 
@@ -111,8 +111,9 @@ def _options(args, argv) -> Options:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.vectors < 0:
-        raise ValueError(f"--vectors must be at least 0, got {args.vectors}")
+    for name in ("vectors", "coverage_proof_seconds"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}")
     if args.rtl is not None and args.skip_rtl:
         raise ValueError("--rtl and --skip-rtl contradict each other")
     if args.resume is not None and args.dask is None:

@@ -25,8 +25,6 @@ from emulator.plan import plan_layer
 
 MARGIN = 2.0
 """Codes a bound is widened by, on top of a relative 1e-7, against the solver's tolerances."""
-WITNESS_SECONDS = 5.0
-"""Time limit of a mixed-integer solve looking for a good solution rather than a proof."""
 
 
 class LinearProgram:
@@ -206,7 +204,7 @@ def _ancestors(manifest: Manifest, last: str, basis: str) -> list:
 
 
 def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float = 30.0) -> dict:
-    """{bin id: proof} for bins the linear (else, within `seconds` a bound, the mixed-integer) program proves
+    """{bin id: proof} for bins the linear (else, within `seconds` > 0 a bound, the mixed-integer) program proves
     unreachable: bins of a dense, convolution or pooling layer's result cast (its sum bounded), and bins translated
     into code targets (their anchor's code bounded)."""
     programs, proofs, same = {}, {}, {}
@@ -221,7 +219,7 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
         program = _program(manifest, enclosure, programs, bin_id, target)
         if program is None:
             continue
-        for limit, how in ((0.0, "linear relaxation"), (seconds, "mixed-integer relaxation")):
+        for limit, how in ((0.0, "linear relaxation"), (seconds, "mixed-integer relaxation"))[:2 if seconds else 1]:
             proof = _prove(program, enclosure, bin_id, target, limit)
             if proof is not None:
                 proofs[bin_id] = f"{how}: {proof}"
@@ -272,9 +270,10 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     return enclosure.proof(bin_id)
 
 
-def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, limit: int = 32) -> np.ndarray:
-    """Input events from the mixed-integer program's best solutions pushing toward the bins (at most `limit`):
-    the relaxation's optimum, mapped back to input codes, lies near events that reach them; starts for a search."""
+def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float, limit: int = 32) -> np.ndarray:
+    """Input events from the best solutions, within `seconds` each, of the mixed-integer program (the linear one for
+    0) pushing toward the bins (at most `limit`): the relaxation's optimum, mapped back to input codes, lies near
+    events that reach them; starts for a search."""
     programs, basis = {}, []
     for bin_id in bin_ids[:limit]:
         layer, site, element, kind = bin_id.split("/")
@@ -287,7 +286,7 @@ def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, limit: int 
         else:
             sides = [(f"{layer}:sum", int(element), kind in ("sat_high", "at_max", "wrap"))]
         for variable, e, maximise in sides:
-            x = program.optimum(variable, e, maximise, WITNESS_SECONDS)[1]
+            x = program.optimum(variable, e, maximise, seconds)[1]
             if x is not None:
                 basis.append(x)
     if not basis:

@@ -5,7 +5,8 @@ the proof, never as missed.
 In order: interval analysis over the input range (intervals.py); bins of element-local layers become conditions on
 one code of their anchor, tried exhaustively (preimages.py): built directly when the anchor is the input, proved
 unreachable when no code reaches them; dense and convolution layers reading the input are linear in the input codes:
-their ties are solved as congruences and their other bins swept one input code at a time from constructed events;
+their ties are solved as congruences and their other bins swept one input code at a time from constructed events
+(also behind an element-by-element input layer, whose codes they are linear in);
 what is left is searched from the data events (search.py), guided by each event's distance from each bin; what
 the search misses is tried once more for a proof with the linear relaxation of the model (relaxation.py).
 """
@@ -70,10 +71,11 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
             event[target.element] = target.nearest(0)
             out.found[bin_id] = event
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
+    basis = enclosure.affine.basis
     for layer in manifest.layers:
-        mine = [b for b in todo if b.split("/")[0] == layer.name]
-        if mine and layer.op in LINEAR_FIRST and layer.inputs == [manifest.input.name]:
-            found, impossible = first_layer_stimuli(manifest, layer.name, mine)
+        mine = [b for b in todo if (targets[b].layer if b in targets else b.split("/")[0]) == layer.name]
+        if mine and layer.op in LINEAR_FIRST and layer.inputs in ([manifest.input.name], [basis]):
+            found, impossible = first_layer_stimuli(manifest, layer.name, mine, targets)
             out.found.update(found)
             out.unreachable.update(impossible)
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
@@ -85,7 +87,7 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
         out.unreachable.update(lp_proofs(manifest, enclosure, [b for b in todo if b not in out.found], targets,
                                          budget.prove_seconds))
         todo = [b for b in todo if b not in out.found and b not in out.unreachable]
-        starts = witnesses(manifest, enclosure, todo, targets)
+        starts = witnesses(manifest, enclosure, todo, targets, budget.prove_seconds)
         if todo and len(starts):  # search again from the relaxation's optima
             again = dataclasses.replace(budget, events=budget.events // 2)
             reached = guided_search(oracle, [targets.get(b, b) for b in todo], np.concatenate([starts, seeds]),
@@ -109,41 +111,51 @@ def _seeds(manifest: Manifest, data_codes, found: dict, seed: int) -> np.ndarray
     return np.concatenate(rows)
 
 
-def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids) -> tuple:
+def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids, targets: dict | None = None) -> tuple:
     """({bin id: event} found, {bin id: proof of unreachability}) for bins of a dense or convolution layer that reads
-    the model input: ties of products solved as congruences, the rest swept one input code at a time."""
+    the model input, or an element-by-element layer of it, and for bins with a code target (`targets`) on its
+    output: ties of products of input codes solved as congruences, the rest swept one input code at a time (the
+    inputs of odd weights first, which reach every residue of a tie)."""
+    targets = targets or {}
     layer = manifest.layer(layer_name)
-    oracle = InstrumentedEmulator(Manifest(f"{manifest.name}:{layer_name}", manifest.inputs, [layer], [layer_name]))
+    reads_input = layer.inputs == [manifest.input.name]
+    chain = [layer] if reads_input else [manifest.layer(layer.inputs[0]), layer]
+    oracle = InstrumentedEmulator(Manifest(f"{manifest.name}:{layer_name}", manifest.inputs, chain, [layer_name]))
     t = manifest.input.type
     n_in = manifest.input.size
     found, todo = {}, list(bin_ids)
 
+    def element(bin_id: str) -> int:
+        return targets[bin_id].element if bin_id in targets else int(bin_id.split("/")[2])
+
     def probe(events):
         nonlocal todo
-        hits = oracle.bin_hits(events, todo)
+        hits = oracle.distances(events, [targets.get(b, b) for b in todo]) == 0
         for k in np.flatnonzero(hits.any(axis=0)):
             found[todo[k]] = events[np.argmax(hits[:, k])].copy()
         todo = [b for b in todo if b not in found]
 
     exhausted = {}
-    constructed, impossible = _constructed_ties(manifest, layer, todo)
-    exhausted.update(impossible)
-    todo = [b for b in todo if b not in impossible]
-    if constructed:
-        probe(np.stack(constructed))
+    if reads_input:
+        constructed, impossible = _constructed_ties(manifest, layer, todo)
+        exhausted.update(impossible)
+        todo = [b for b in todo if b not in impossible]
+        if constructed:
+            probe(np.stack(constructed))
     probe(np.repeat(_sweep_codes(t, 0)[:, None], n_in, axis=1))  # every input at the same code
     weights = _input_weights(layer, n_in)
-    for element in sorted({int(b.split("/")[2]) for b in todo}):
+    for wanted in sorted({element(b) for b in todo}):
         if not todo:
             break
-        column = weights[:, element % weights.shape[1]]
+        column = weights[:, wanted % weights.shape[1]]
         high = np.where(column >= 0, t.max_code, t.min_code)
         low = np.where(column >= 0, t.min_code, t.max_code)
-        order = np.argsort(-np.abs(column), kind="stable")
+        largest = np.argsort(-np.abs(column), kind="stable")[:4]
+        odd = np.flatnonzero(column % 2)[:2]
         for base in (np.zeros(n_in, dtype=np.int64), high, low):
             probe(base[None, :])
-            for i in order[:4]:
-                if not any(int(b.split("/")[2]) == element for b in todo):
+            for i in dict.fromkeys([*largest, *odd]):
+                if not any(element(b) == wanted for b in todo):
                     break
                 sweep = _sweep_codes(t, base[i])
                 events = np.repeat(base[None, :], len(sweep), axis=0)
