@@ -105,3 +105,18 @@ def trace_codes(hls_model, manifest, x) -> dict:
         assert np.array_equal(scaled, np.round(scaled)), f"{layer.name}: traced value off the {layer.result} grid"
         codes[layer.name] = scaled.astype(np.int64)
     return codes
+
+
+def assert_traces_equal(hls_model, emulator, x):
+    """The emulator's trace equals the compiled C-sim's at every layer of the manifest, code for code."""
+    expected = trace_codes(hls_model, emulator.manifest, x)
+    observed = emulator.trace(x)
+    untraced = {layer.name: layer.op for layer in emulator.manifest.layers if layer.name not in expected}
+    assert not untraced, f"layers not traced by the C-sim: {untraced}"
+    for layer in emulator.manifest.layers:
+        bad = np.argwhere(expected[layer.name] != observed[layer.name])
+        assert bad.size == 0, (
+            f"{layer.name} ({layer.op}, result {layer.result}, types {({k: str(v) for k, v in layer.types.items()})}): "
+            f"{len(bad)} mismatches; first at event {bad[0][0]} element {bad[0][1]}: "
+            f"C-sim {expected[layer.name][tuple(bad[0])]} emulator {observed[layer.name][tuple(bad[0])]}"
+        )

@@ -26,12 +26,8 @@ from emulator.fixed_type import FixedType
 from emulator.hls4ml_export import UnsupportedLayer
 from emulator.tables import (activation_table, legacy_exp_table, legacy_invert_table, softmax_exp_table,
                              softmax_invert_table)
-from random_models import convert_and_compile, fixed_types, hls_precision, random_weights, stimulus
+from random_models import assert_traces_equal, convert_and_compile, fixed_types, hls_precision, random_weights, stimulus
 
-try:
-    from random_models import assert_traces_equal
-except ImportError:
-    from test_emulator_vs_csim import assert_traces_equal
 
 T = FixedType.parse
 N_EVENTS = 3000

@@ -16,12 +16,8 @@ from hypothesis import strategies as st
 
 from emulator import Emulator
 from emulator.hls4ml_export import UnsupportedLayer
-from random_models import convert_and_compile, fixed_types, random_weights, stimulus
+from random_models import assert_traces_equal, convert_and_compile, fixed_types, random_weights, stimulus
 
-try:
-    from random_models import assert_traces_equal
-except ImportError:
-    from test_emulator_vs_csim import assert_traces_equal
 
 N_EVENTS = 2000
 MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")

@@ -6,25 +6,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from emulator import Emulator
-from random_models import convert_and_compile, fixed_types, random_weights, stimulus, trace_codes
+from random_models import assert_traces_equal, convert_and_compile, fixed_types, random_weights, stimulus
 
 SETTINGS = settings(max_examples=3, deadline=None, derandomize=True, database=None,
                     phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 N_EVENTS = 2000
-
-
-def assert_traces_equal(hls_model, emulator, x):
-    expected = trace_codes(hls_model, emulator.manifest, x)
-    observed = emulator.trace(x)
-    untraced = {layer.name: layer.op for layer in emulator.manifest.layers if layer.name not in expected}
-    assert not untraced, f"layers not traced by the C-sim: {untraced}"
-    for layer in emulator.manifest.layers:
-        bad = np.argwhere(expected[layer.name] != observed[layer.name])
-        assert bad.size == 0, (
-            f"{layer.name} ({layer.op}, result {layer.result}, types {({k: str(v) for k, v in layer.types.items()})}): "
-            f"{len(bad)} mismatches; first at event {bad[0][0]} element {bad[0][1]}: "
-            f"C-sim {expected[layer.name][tuple(bad[0])]} emulator {observed[layer.name][tuple(bad[0])]}"
-        )
 
 
 @st.composite
