@@ -119,3 +119,36 @@ def test_ties_behind_an_input_batchnorm_are_swept_not_searched():
     assert emulator.bin_hits(np.stack([result.found[b] for b in ids]), ids).diagonal().all()
     assert not result.missed, f"missed {result.missed}; proofs {result.unreachable}"
     assert any(b.startswith("fc/result/") for b in result.found) and any(b.startswith("bn2/") for b in result.found)
+
+
+def convolution_behind_copies() -> Manifest:
+    """cnn_ae's encoder starts this way: an input batchnorm, a reshape to an image, zero padding, a convolution."""
+    rng = np.random.default_rng(12)
+    bn_types = {"scale": T("ap_fixed<12,2>"), "bias": T("ap_fixed<12,2>")}
+    bn = Layer("bn", "batchnorm", ["x"], (12,), T("ap_fixed<16,6,AP_RND_CONV,AP_SAT>"), bn_types, {"n_filt": -1},
+               {"scale": rng.integers(200, 1500, 12), "bias": rng.integers(-512, 512, 12)})
+    image = Layer("image", "reshape", ["bn"], (4, 3, 1), T("ap_fixed<16,6,AP_RND_CONV,AP_SAT>"))
+    pad = Layer("pad", "zeropad2d", ["image"], (6, 3, 1), T("ap_fixed<16,6,AP_RND_CONV,AP_SAT>"), {}, dict(
+        in_height=4, in_width=3, n_chan=1, pad_top=1, pad_bottom=1, pad_left=0, pad_right=0, out_height=6,
+        out_width=3))
+    w_t, b_t = T("ap_fixed<8,1>"), T("ap_fixed<8,1>")
+    conv = Layer("conv", "conv2d", ["pad"], (4, 1, 3), T("ap_fixed<12,7,AP_RND_CONV,AP_SAT>"),
+                 {"weight": w_t, "bias": b_t, "accum": T("ap_fixed<24,9>")},
+                 dict(in_height=6, in_width=3, n_chan=1, n_filt=3, filt_height=3, filt_width=3, out_height=4,
+                      out_width=1, stride_height=1, stride_width=1, pad_top=0, pad_bottom=0, pad_left=0,
+                      pad_right=0),
+                 {"weight": rng.integers(-128, 128, (3, 3, 1, 3)) | 1, "bias": rng.integers(-128, 128, 3)})
+    return Manifest("bn_copies_conv", [Tensor("x", (12,), T("ap_fixed<16,8,AP_RND_CONV,AP_SAT>"))],
+                    [bn, image, pad, conv], ["conv"])
+
+
+def test_ties_of_a_convolution_behind_copies_are_swept_not_searched():
+    manifest = convolution_behind_copies()
+    emulator = InstrumentedEmulator(manifest)
+    empty = emulator.cover_codes(quiet_events(manifest)).report.empty()
+    wanted = [b for b in empty if b.startswith("conv/result/") and b.endswith("/tie")]
+    assert len(wanted) >= 6
+    result = targeted_stimuli(manifest, wanted, quiet_events(manifest), budget=SearchBudget(events=1))
+    ids = list(result.found)
+    assert emulator.bin_hits(np.stack([result.found[b] for b in ids]), ids).diagonal().all()
+    assert not result.missed, f"missed {result.missed}; proofs {result.unreachable}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emulator.emulator import Emulator
 from emulator.manifest import Manifest
 from emulator.plan import plan_layer
 
@@ -32,6 +33,7 @@ SWEEP = 1 << 15
 """Most codes one coordinate sweep tries: the whole input range when it has no more codes, else a contiguous window
 around the base code plus an even spread over the range."""
 LINEAR_FIRST = ("dense", "conv2d")
+COPIES = ("reshape", "zeropad2d")
 SEEDS = 2048
 """Data events the search starts from (a random sample when there are more)."""
 
@@ -71,11 +73,10 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
             event[target.element] = target.nearest(0)
             out.found[bin_id] = event
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
-    basis = enclosure.affine.basis
     for layer in manifest.layers:
         mine = [b for b in todo if (targets[b].layer if b in targets else b.split("/")[0]) == layer.name]
-        if mine and layer.op in LINEAR_FIRST and layer.inputs in ([manifest.input.name], [basis]):
-            found, impossible = first_layer_stimuli(manifest, layer.name, mine, targets)
+        if mine and layer.op in LINEAR_FIRST and _input_chain(manifest, layer, enclosure.affine.basis) is not None:
+            found, impossible = first_layer_stimuli(manifest, layer.name, mine, targets, enclosure.affine.basis)
             out.found.update(found)
             out.unreachable.update(impossible)
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
@@ -111,16 +112,19 @@ def _seeds(manifest: Manifest, data_codes, found: dict, seed: int) -> np.ndarray
     return np.concatenate(rows)
 
 
-def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids, targets: dict | None = None) -> tuple:
+def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids, targets: dict | None = None,
+                        basis: str | None = None) -> tuple:
     """({bin id: event} found, {bin id: proof of unreachability}) for bins of a dense or convolution layer that reads
-    the model input, or an element-by-element layer of it, and for bins with a code target (`targets`) on its
-    output: ties of products of input codes solved as congruences, the rest swept one input code at a time (the
-    inputs of odd weights first, which reach every residue of a tie)."""
+    the model input, or copies (reshape, padding) of it or of the element-by-element layer `basis` of it, and for
+    bins with a code target (`targets`) on its output: ties of products of input codes solved as congruences, the
+    rest swept one input code at a time (the inputs of odd weights first, which reach every residue of a tie; for a
+    convolution, the inputs that move the element)."""
     targets = targets or {}
     layer = manifest.layer(layer_name)
     reads_input = layer.inputs == [manifest.input.name]
-    chain = [layer] if reads_input else [manifest.layer(layer.inputs[0]), layer]
-    oracle = InstrumentedEmulator(Manifest(f"{manifest.name}:{layer_name}", manifest.inputs, chain, [layer_name]))
+    chain = _input_chain(manifest, layer, basis or manifest.input.name)
+    sub = Manifest(f"{manifest.name}:{layer_name}", manifest.inputs, chain, [layer_name])
+    oracle = InstrumentedEmulator(sub)
     t = manifest.input.type
     n_in = manifest.input.size
     found, todo = {}, list(bin_ids)
@@ -143,7 +147,7 @@ def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids, targets: d
         if constructed:
             probe(np.stack(constructed))
     probe(np.repeat(_sweep_codes(t, 0)[:, None], n_in, axis=1))  # every input at the same code
-    weights = _input_weights(layer, n_in)
+    weights = _input_weights(layer, n_in) if layer.op == "dense" else _sensitivity(sub, t)
     for wanted in sorted({element(b) for b in todo}):
         if not todo:
             break
@@ -216,10 +220,38 @@ def _sweep_codes(t, around: int) -> np.ndarray:
 
 
 def _input_weights(layer, n_in: int) -> np.ndarray:
-    """(n_in, elements or filters): the weight each input has in each output of a first dense layer (ones for a
-    convolution, whose inputs meet every filter)."""
+    """(n_in, elements): the weight each input has in each output of a first dense layer."""
     w = layer.tensors["weight"]
-    return w.reshape(-1, w.shape[-1])[:n_in] if layer.op == "dense" else np.ones((n_in, 1), dtype=np.int64)
+    return w.reshape(-1, w.shape[-1])[:n_in]
+
+
+def _sensitivity(sub: Manifest, t) -> np.ndarray:
+    """(n_in, elements): how far each output code of `sub` moves when one input goes from 0 to the end of its range
+    (the larger move), the others at 0."""
+    n_in = sub.input.size
+    emulator = Emulator(sub)
+    moved = []
+    for end in (t.max_code, t.min_code):
+        events = np.vstack([np.zeros((1, n_in), dtype=np.int64), end * np.eye(n_in, dtype=np.int64)])
+        out = emulator.predict_codes(events).code.reshape(n_in + 1, -1)
+        moved.append(out[1:] - out[0])
+    return np.where(np.abs(moved[0]) >= np.abs(moved[1]), moved[0], moved[1])
+
+
+def _input_chain(manifest: Manifest, layer, basis: str):
+    """The layers from the input to `layer` when `layer` reads the input, or copies (reshape, padding) of it or of
+    the element-by-element layer `basis` of it; None otherwise."""
+    chain = [layer]
+    while True:
+        source = chain[0].inputs[0] if len(chain[0].inputs) == 1 else None
+        if source == manifest.input.name:
+            return chain
+        if source is None:
+            return None
+        parent = manifest.layer(source)
+        if source != basis and parent.op not in COPIES:
+            return None
+        chain.insert(0, parent)
 
 
 def _verify(manifest, found: dict, trigger) -> None:
