@@ -59,7 +59,7 @@ class LinearProgram:
                 argument = self.index[parent] + relation.source
                 _lines(rows, y[live], argument[live], relation.alpha[:, live], relation.low[:, live],
                        relation.high[:, live])
-                self._add_splits(relation, y[live], argument[live], np.flatnonzero(live))
+                self._add_splits(rows, relation, y[live], argument[live], np.flatnonzero(live))
             else:
                 s = self.index[f"{name}:sum"] + np.arange(len(relation.offset))
                 x = self.index[parent]
@@ -69,18 +69,22 @@ class LinearProgram:
                              np.r_[np.full(len(s), sign), -sign * relation.weights[r, c]],
                              sign * relation.offset + relation.slack)
                 _lines(rows, y, s, relation.alpha, relation.low, relation.high)
-                self._add_splits(relation, y, s, np.arange(len(y)))
+                self._add_splits(rows, relation, y, s, np.arange(len(y)))
         self.matrix, self.rhs = rows.build(len(bounds))
 
-    def _add_splits(self, relation, y, a, elements) -> None:
+    def _add_splits(self, rows, relation, y, a, elements) -> None:
         """Keep, per element whose argument range a split code cuts, (y, a, cutting codes, slopes, offsets per
-        piece between them) for the mixed-integer program."""
+        piece between them) for the mixed-integer program; an element whose argument lies within one piece (its
+        range tightened past the split codes) gets that piece's lines as rows of the linear program."""
         if relation.split is None:
             return
         for yi, ai, e in zip(y, a, elements):
             a_lo, a_hi = self.bounds[ai]
             cuts = [j for j, m in enumerate(relation.split[:, e]) if a_lo <= m < a_hi]
             if not cuts:
+                piece = int(np.sum(relation.split[:, e] < a_lo))
+                _lines(rows, np.array([yi]), np.array([ai]), relation.alpha[:, [e]],
+                       relation.split_low[piece][:, [e]], relation.split_high[piece][:, [e]])
                 continue
             groups = np.split(np.arange(relation.split.shape[0] + 1), [j + 1 for j in cuts])
             low = np.stack([relation.split_low[g, :, e].min(axis=0) for g in groups])
