@@ -125,3 +125,22 @@ def test_an_op_without_a_transfer_proves_nothing_downstream_wrongly():
     result = targeted_stimuli(manifest, empty, codes[:200], None, SearchBudget(events=1 << 12, prove_seconds=1.0))
     reached = everything_reached(manifest, None, np.concatenate([codes, result.events().reshape(-1, 3)]))
     assert not set(result.unreachable) & reached
+
+
+def test_a_tightened_argument_keeps_the_lines_of_its_piece():
+    """relu(x0 + x1) + relu(x0 - x1) with both arguments known to be > 0 is exactly 2 x0: the program bounds it by
+    2 max(x0), not by the chords of the whole argument range."""
+    w = T("ap_fixed<4,2>")
+    fc = dense("fc", "x", 2, 2, w, w, T("ap_fixed<16,8>"), T("ap_fixed<12,6,AP_RND,AP_SAT>"),
+               weight=[[4, 4], [4, -4]], bias=[0, 0])
+    relu = Layer("r", "relu", ["fc"], (2,), T("ap_fixed<12,6,AP_RND,AP_SAT>"))
+    out = dense("out", "r", 2, 1, w, w, T("ap_fixed<20,10>"), T("ap_fixed<16,8,AP_RND,AP_SAT>"),
+                weight=[[4], [4]], bias=[0])
+    manifest = Manifest("kinks", [Tensor("x", (2,), T("ap_fixed<8,4>"))], [fc, relu, out], ["out"])
+    enclosure = Enclosure(manifest)
+    lo, hi = enclosure.outputs["fc"]
+    assert (lo < 0).all() and (hi > 0).all()
+    enclosure.outputs["fc"] = (np.ones_like(lo), hi)  # past the kink at code 0
+    exact = 2 * 127 * 2 ** (8 - 4)  # 2 max(x0) in out's codes (8 fractional bits; x has 4)
+    assert LinearProgram(manifest, enclosure, "out").bound("out", 0, True) <= exact + 16  # the casts' slack
+    # (the chords of the whole range allowed 6118)
