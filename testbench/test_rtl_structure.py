@@ -9,13 +9,11 @@ global pooling, every merge (with hls4ml's modulo broadcast), concatenation alon
 import numpy as np
 import pytest
 
-from emulator import Emulator
 from emulator.fixed_type import FixedType, UnsupportedType
 from emulator.manifest import Layer, Manifest, Tensor
 from firmware.rtl.generator import generate_rtl
 from firmware.rtl.lint import lint
-from testbench.cosim import cosimulate, first_mismatch
-from testbench.rtl_models import stimulus
+from testbench.test_rtl_cosim import check
 
 T = FixedType.parse
 EVENTS = {"verilator": 20_000, "icarus": 300}
@@ -113,11 +111,7 @@ def test_structure_rtl_is_lint_clean(manifest, tmp_path):
 
 @pytest.mark.parametrize("simulator", ["verilator", pytest.param("icarus", marks=pytest.mark.regression)])
 def test_structure_rtl_matches_emulator(manifest, simulator):
-    codes = stimulus(manifest, EVENTS[simulator])
-    result = cosimulate(manifest, codes, simulator=simulator)
-    mismatch = first_mismatch(Emulator(manifest).predict_codes(codes).codes, result.codes)
-    assert mismatch is None, f"{simulator}: {mismatch}"
-    assert result.ii_cycles == 1
+    check(manifest, simulator, EVENTS[simulator])
 
 
 def test_multi_input_rtl_is_refused_with_the_reason(tmp_path):
