@@ -223,7 +223,8 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
         program = _program(manifest, enclosure, programs, bin_id, target)
         if program is None:
             continue
-        for limit, how in ((0.0, "linear relaxation"), (seconds, "mixed-integer relaxation"))[:2 if seconds else 1]:
+        attempts = [(0.0, "linear relaxation")] + ([(seconds, "mixed-integer relaxation")] if seconds else [])
+        for limit, how in attempts:
             proof = _prove(program, enclosure, bin_id, target, limit)
             if proof is not None:
                 proofs[bin_id] = f"{how}: {proof}"

@@ -75,8 +75,9 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
     for layer in manifest.layers:
         mine = [b for b in todo if (targets[b].layer if b in targets else b.split("/")[0]) == layer.name]
-        if mine and layer.op in LINEAR_FIRST and _input_chain(manifest, layer, enclosure.affine.basis) is not None:
-            found, impossible = first_layer_stimuli(manifest, layer.name, mine, targets, enclosure.affine.basis)
+        chain = _input_chain(manifest, layer, enclosure.affine.basis) if mine and layer.op in LINEAR_FIRST else None
+        if chain is not None:
+            found, impossible = first_layer_stimuli(manifest, chain, mine, targets)
             out.found.update(found)
             out.unreachable.update(impossible)
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
@@ -112,18 +113,16 @@ def _seeds(manifest: Manifest, data_codes, found: dict, seed: int) -> np.ndarray
     return np.concatenate(rows)
 
 
-def first_layer_stimuli(manifest: Manifest, layer_name: str, bin_ids, targets: dict | None = None,
-                        basis: str | None = None) -> tuple:
-    """({bin id: event} found, {bin id: proof of unreachability}) for bins of a dense or convolution layer that reads
-    the model input, or copies (reshape, padding) of it or of the element-by-element layer `basis` of it, and for
-    bins with a code target (`targets`) on its output: ties of products of input codes solved as congruences, the
-    rest swept one input code at a time (the inputs of odd weights first, which reach every residue of a tie; for a
-    convolution, the inputs that move the element)."""
+def first_layer_stimuli(manifest: Manifest, chain: list, bin_ids, targets: dict | None = None) -> tuple:
+    """({bin id: event} found, {bin id: proof of unreachability}) for bins of the dense or convolution layer that ends
+    `chain` (from `_input_chain`: it reads the model input, or copies of it or of an element-by-element layer of it),
+    and for bins with a code target (`targets`) on its output: ties of products of input codes solved as
+    congruences, the rest swept one input code at a time (the inputs of odd weights first, which reach every residue
+    of a tie; for a convolution, the inputs that move the element)."""
     targets = targets or {}
-    layer = manifest.layer(layer_name)
-    reads_input = layer.inputs == [manifest.input.name]
-    chain = _input_chain(manifest, layer, basis or manifest.input.name)
-    sub = Manifest(f"{manifest.name}:{layer_name}", manifest.inputs, chain, [layer_name])
+    layer = chain[-1]
+    reads_input = len(chain) == 1
+    sub = Manifest(f"{manifest.name}:{layer.name}", manifest.inputs, chain, [layer.name])
     oracle = InstrumentedEmulator(sub)
     t = manifest.input.type
     n_in = manifest.input.size
