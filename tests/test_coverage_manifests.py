@@ -88,6 +88,24 @@ def chain_with_heads(seed=0) -> Manifest:
                     [bn, fc, lrelu, relu, lin, z_mean, z_log_var, kl, rec, mse], ["kl", "mse"])
 
 
+def autoencoder_head(seed=0) -> Manifest:
+    """An input batchnorm (scales of one and an odd scale, biases that make ties, saturating), a reconstruction and
+    the MSE head, its sum saturating. Reference codes are 2 * bias mod 32 where the scale is one (bias 33: 16.5
+    rounds to 16 under RND_CONV), so the square of rec - ref (rec a multiple of 32 on its grid) meets a tie, 2**8
+    mod 2**9, only at elements 1 (ref = 16 mod 32) and 2 (odd scale), or when ref saturates to an odd code."""
+    rng = np.random.default_rng(seed)
+    s_t, b_t = T("ap_fixed<10,3>"), T("ap_fixed<12,3>")
+    bn = Layer("bn", "batchnorm", ["x"], (4,), T("ap_fixed<12,4,AP_RND_CONV,AP_SAT>"), {"scale": s_t, "bias": b_t},
+               {"n_filt": -1}, {"scale": np.array([128, 128, 93, 128]), "bias": np.array([0, 33, 0, 1])})
+    w = T("ap_fixed<8,2>")
+    rec = dense("rec", "bn", 4, 4, w, w, T("ap_fixed<18,8>"), T("ap_fixed<8,5,AP_RND,AP_SAT>"), rng)
+    mse = Layer("mse", "mse", ["bn", "rec"], (1,), T("ap_fixed<18,7,AP_RND_CONV,AP_SAT>"),
+                {"diff": T("ap_fixed<14,6,AP_RND,AP_SAT>"), "square": T("ap_fixed<18,11,AP_RND,AP_SAT>"),
+                 "accum": T("ap_fixed<16,9,AP_RND_CONV,AP_SAT>")}, {"n_in": 4})
+    return Manifest("autoencoder_head", [Tensor("x", (4,), T("ap_fixed<10,7,AP_RND_CONV,AP_SAT>"))], [bn, rec, mse],
+                    ["mse"])
+
+
 def random_codes(manifest: Manifest, n: int, seed=0) -> np.ndarray:
     """Input events: mostly small codes, some at the ends of the input range."""
     t, size = manifest.input.type, manifest.input.size
@@ -98,7 +116,7 @@ def random_codes(manifest: Manifest, n: int, seed=0) -> np.ndarray:
 
 
 def test_hand_built_manifests_validate_and_round_trip(tmp_path):
-    for manifest in (two_input_dense(), cnn(), chain_with_heads()):
+    for manifest in (two_input_dense(), cnn(), chain_with_heads(), autoencoder_head()):
         manifest.validate()
         again = Manifest.load(manifest.save(tmp_path / f"{manifest.name}.json"))
         assert again.content_hash == manifest.content_hash

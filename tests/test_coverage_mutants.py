@@ -13,7 +13,7 @@ from emulator.coverage.mutation import distinguishing, score
 from emulator.coverage.search import SearchBudget
 from emulator.fixed_type import UnsupportedType
 from emulator.manifest import Manifest
-from test_coverage_manifests import chain_with_heads, cnn, random_codes, saturating_sum
+from test_coverage_manifests import autoencoder_head, chain_with_heads, cnn, random_codes, saturating_sum
 from test_coverage_proofs import stress_codes
 
 
@@ -43,7 +43,11 @@ def test_each_mutant_changes_one_thing():
     assert "sum_order" not in str(manifest.to_dict())  # the default order is not spelled out: hashes stay
 
 
-@pytest.mark.parametrize("build", [chain_trigger, lambda: (cnn(), None)])
+def autoencoder_trigger():
+    return autoencoder_head(), Trigger("mse", 160, k=4)
+
+
+@pytest.mark.parametrize("build", [chain_trigger, lambda: (cnn(), None), autoencoder_trigger])
 def test_equivalent_mutants_are_never_distinguished(build):
     manifest, trigger = build()
     found = mutants(manifest, trigger)
@@ -65,6 +69,21 @@ def test_summation_order_is_honoured():
     manifest.layer("fc").params["sum_order"] = "sideways"
     with pytest.raises(UnsupportedType, match="sum_order 'sideways'"):
         Emulator(manifest)
+
+
+def test_one_signed_saturating_sums_make_order_mutants_equivalent():
+    """The MSE sums squares: saturating or not, the total is clipped once whatever the order."""
+    manifest, trigger = autoencoder_trigger()
+    found = {m.name: m for m in mutants(manifest, trigger)}
+    assert "one sign" in found["sum_order:mse"].equivalent
+    assert found["sum_order:rec"].equivalent  # wraps
+    assert "multiple of 16" in found["threshold:+1"].equivalent  # the score is the mean on a grid 16 times finer
+    assert found["threshold:-1"].equivalent is None
+    codes = stress_codes(manifest, 3000, seed=33)
+    sites = InstrumentedEmulator(manifest).cover_codes(codes).report
+    assert any(h for b, h in zip(sites.bin_ids, sites.hits) if b.startswith("mse/sum/") and b.endswith("sat_high"))
+    mixed = next(m for m in mutants(saturating_sum()) if m.kind == "sum_order")
+    assert mixed.equivalent is None  # terms of both signs: the order matters (test_summation_order_is_honoured)
 
 
 def test_wrapping_sums_make_order_mutants_equivalent():

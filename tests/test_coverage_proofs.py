@@ -12,7 +12,7 @@ from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.fixed_type import FixedType
 from emulator.manifest import Layer, Manifest, Tensor
-from test_coverage_manifests import chain_with_heads, cnn, dense, random_codes
+from test_coverage_manifests import autoencoder_head, chain_with_heads, cnn, dense, random_codes
 
 T = FixedType.parse
 
@@ -46,10 +46,10 @@ def stress_codes(manifest, n, seed):
     return np.concatenate([random_codes(manifest, n, seed), uniform, uniform // 64])
 
 
-@pytest.mark.parametrize("build", [chain_with_heads, cnn, difference_of_copies, odd_bias])
+@pytest.mark.parametrize("build", [chain_with_heads, cnn, difference_of_copies, odd_bias, autoencoder_head])
 def test_no_proved_bin_is_ever_reached(build):
     manifest = build()
-    trigger = Trigger("kl", 2000, k=4) if manifest.name == "chain" else None
+    trigger = {"chain": Trigger("kl", 2000, k=4), "autoencoder_head": Trigger("mse", 160, k=4)}.get(manifest.name)
     codes = stress_codes(manifest, 4000, seed=21)
     data = codes[:300]
     empty = InstrumentedEmulator(manifest, trigger).cover_codes(data).report.empty()
@@ -79,6 +79,32 @@ def test_low_bits_rule_out_ties():
     assert "mod 2^" in proofs["fc/result/0/tie"]
     codes = stress_codes(manifest, 2000, seed=22)
     assert not InstrumentedEmulator(manifest).bin_hits(codes, ["fc/result/0/tie"]).any()
+
+
+def test_low_bits_of_the_reference_rule_out_square_ties():
+    """The reference's codes (an input batchnorm) are 2 * bias mod 32 or a saturation code; the reconstruction a
+    multiple of 32 on the difference's grid: the square meets a tie only where the difference can be 16 mod 32."""
+    manifest = autoencoder_head()
+    trigger = Trigger("mse", 160, k=4)
+    proofs = Enclosure(manifest).unreachable(coverage_bins(manifest, trigger), trigger)
+    ties = [f"mse/square/{i}/tie" for i in range(4)]
+    assert [tie in proofs for tie in ties] == [True, False, False, True]
+    assert "1 mod 2^6" in proofs[ties[3]]  # the odd saturation code of the reference, a class of its own
+    codes = stress_codes(manifest, 4000, seed=24)
+    reached = everything_reached(manifest, trigger, codes)
+    assert {ties[1], ties[2], "bn/result/3/sat_high"} <= reached  # element 3's reference saturates, and never ties
+
+
+def test_saturating_scores_keep_their_grid_near_the_threshold():
+    """The MSE score is the mean on a grid 16 times finer, or the saturated maximum (odd): codes near 160 are
+    multiples of 16."""
+    manifest = autoencoder_head()
+    trigger = Trigger("mse", 160, k=4)
+    proofs = Enclosure(manifest).unreachable(coverage_bins(manifest, trigger), trigger)
+    assert "multiple of 16" in proofs["mse/trigger/0/below"] and "multiple of 16" in proofs["mse/trigger/0/above"]
+    scores = InstrumentedEmulator(manifest).predict_codes(stress_codes(manifest, 4000, seed=25)).codes["mse"]
+    t = manifest.layer("mse").result
+    assert (scores == t.max_code).any() and (scores[scores != t.max_code] % 16 == 0).all()
 
 
 def test_even_scores_rule_out_odd_thresholds():

@@ -21,6 +21,9 @@ from emulator.plan import (constant_code, exp_table_index, gather_index, im2col_
 from .affine import AffineBounds
 from .bins import TRIGGER_SITE, Bin, Trigger, coverage_bins
 
+CAST_OUTPUT = ("dense", "conv2d", "batchnorm", "avgpool2d", "linear", "reshape", "zeropad2d", "upsampling2d",
+               "kl_divergence", "mse")
+"""Ops whose output codes are the casts of their `result` site."""
 _EMPTY_LO, _EMPTY_HI = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 _REFERENCE_WIDTH = 63  # wider than any emulated type: rounds without losing an overflow
 
@@ -67,6 +70,7 @@ class _Hull:
         self.hi = np.full(site.elements, _EMPTY_HI, dtype=np.int64)
         self.bits = np.zeros(site.elements, dtype=np.int64)  # known low bits of every value: none
         self.residue = np.zeros(site.elements, dtype=np.int64)
+        self.alternatives = []  # (bits, residue) arrays: every value is congruent as above, or as one of these
 
     def cast(self, lo, hi, elements=slice(None)):
         """Record values in [lo, hi] at `elements` and return the enclosure of their cast."""
@@ -83,6 +87,20 @@ class _Hull:
         bits = np.minimum(bits, 62)
         self.bits[elements] = bits
         self.residue[elements] = np.asarray(residue, dtype=np.int64) & ((np.int64(1) << bits) - 1)
+
+    def congruent_to_one_of(self, classes):
+        """Every value cast at an element is congruent as one of `classes`, (bits, residue) pairs of arrays over
+        the site's elements (a site cast once per element)."""
+        (bits, residue), *others = classes
+        self.congruent(bits, residue)
+        self.alternatives = []
+        for bits, residue in others:
+            bits = np.minimum(bits, 62)
+            self.alternatives.append((bits, np.asarray(residue, dtype=np.int64) & ((np.int64(1) << bits) - 1)))
+
+    def classes(self, element: int) -> list:
+        """The (bits, residue) pairs one of which every value at `element` satisfies."""
+        return [(int(b[element]), int(r[element])) for b, r in [(self.bits, self.residue), *self.alternatives]]
 
 
 def low_zero_bits(values) -> np.ndarray:
@@ -258,14 +276,21 @@ def _unknown(layer, manifest, inputs, hulls):
 
 
 # ---- known low bits: per tensor element, trailing zero bits of every code; per site, value mod 2**bits ---------
+def _in_range(hull, elements=slice(None)) -> np.ndarray:
+    """Per element: no cast at the site overflows its type (true where no cast happens)."""
+    t = hull.site.type
+    lo, hi = hull.lo[elements], hull.hi[elements]
+    empty = lo > hi
+    r_lo, r_hi = (rounded_codes(np.where(empty, 0, v), hull.site.source_frac, t) for v in (lo, hi))
+    return empty | ((r_lo >= t.min_code + (t.overflow == "SAT_SYM")) & (r_hi <= t.max_code))
+
+
 def _exact_zeros(zeros, hull, elements=slice(None)) -> np.ndarray:
     """Trailing zeros of the codes a site's casts give, from those of the pre-cast values: the cast is exact and the
     codes keep them (shifted) when no cast overflows and no dropped bit is set."""
-    t, shift = hull.site.type, hull.site.source_frac - hull.site.type.fractional
-    lo, hi = hull.lo[elements], hull.hi[elements]
-    empty = lo > hi  # no cast: no codes to constrain
-    r_lo, r_hi = (rounded_codes(np.where(empty, 0, v), hull.site.source_frac, t) for v in (lo, hi))
-    kept = (r_lo >= t.min_code + (t.overflow == "SAT_SYM")) & (r_hi <= t.max_code)
+    shift = hull.site.source_frac - hull.site.type.fractional
+    empty = hull.lo[elements] > hull.hi[elements]  # no cast: no codes to constrain
+    kept = _in_range(hull, elements)
     return np.where(empty, 63, np.where(kept & (zeros >= shift), np.minimum(zeros - shift, 63), 0))
 
 
@@ -295,12 +320,109 @@ def _sum_low_bits(layer, hulls, x_zeros, x_lo, x_hi, index) -> np.ndarray:
 
 def _value_zeros(hull) -> np.ndarray:
     """Trailing zero bits known of every value a site casts, from its known low bits."""
-    return np.where(hull.residue == 0, hull.bits, np.minimum(hull.bits, low_zero_bits(hull.residue)))
+    return np.min([np.where(r == 0, b, np.minimum(b, low_zero_bits(r)))
+                   for b, r in [(hull.bits, hull.residue), *hull.alternatives]], axis=0)
 
 
-def _low_bits(layer, manifest, hulls, inputs, zeros) -> np.ndarray:
+_TRANSLATION_INVARIANT = ("TRN", "RND", "RND_CONV")
+"""Roundings that commute with adding a multiple of 2**b to the value (b above the dropped bits): not those that
+look at the sign."""
+
+
+def _cast_class(hull) -> tuple:
+    """(bits, residue) arrays: every code a site's casts give apart from its type's saturation codes (see
+    `saturation_codes`) is residue mod 2**bits. Values v = r mod 2**b, b above the s dropped bits, round to the
+    code of r plus a multiple of 2**(b - s) under a rounding that ignores the sign."""
+    t = hull.site.type
+    shift = hull.site.source_frac - t.fractional
+    bits = np.where((hull.bits > shift) | (shift <= 0), hull.bits - shift, 0)
+    if shift > 0 and t.rounding not in _TRANSLATION_INVARIANT:
+        bits = np.zeros_like(bits)
+    residue = rounded_codes(hull.residue, hull.site.source_frac, t)
+    bits = np.minimum(bits, 62)
+    return bits, residue & ((np.int64(1) << bits) - 1)
+
+
+def _grid_zeros(hull) -> np.ndarray:
+    """Trailing zeros of every code a site's casts give apart from its type's saturation codes."""
+    bits, residue = _cast_class(hull)
+    return np.where(residue == 0, bits, np.minimum(bits, low_zero_bits(residue)))
+
+
+def saturation_codes(t: FixedType):
+    """The codes a saturating cast into `t` gives when it overflows; None when an overflow may give any code (WRAP
+    modes)."""
+    return {"SAT": (t.min_code, t.max_code), "SAT_SYM": (t.min_code + 1, t.max_code), "SAT_ZERO": (0,)}.get(t.overflow)
+
+
+def _batchnorm_low_bits(layer, manifest, site, x_zeros) -> np.ndarray:
+    """x * scale, shifted onto the site's grid, plus the bias: every value is the bias mod 2**(zeros of x + zeros of
+    the scale + shift)."""
+    x_t, s_t, b_t = manifest.producer_type(layer.inputs[0]), layer.types["scale"], layer.types["bias"]
+    channel = scale_channel(layer)
+    scale, bias = layer.tensors["scale"].ravel()[channel], layer.tensors["bias"].ravel()[channel]
+    frac = site.site.source_frac
+    site.congruent(x_zeros + low_zero_bits(scale) + frac - x_t.fractional - s_t.fractional,
+                   bias << (frac - b_t.fractional))
+    return _exact_zeros(_value_zeros(site), site)
+
+
+def _code_classes(tensor: str, enclosure, zeros) -> list:
+    """(bits, residue) pairs of arrays over `tensor`'s elements, one of which each code satisfies: a multiple of
+    2**zeros, or, where its producer's result cast saturates, a multiple of 2**(its casts' zeros) or one of the
+    saturation codes it reaches."""
+    result = enclosure.sites.get(tensor, {}).get("result")
+    codes = None if result is None else saturation_codes(result.site.type)
+    if codes is None or enclosure.manifest.layer(tensor).op not in CAST_OUTPUT:
+        return [(zeros, np.zeros_like(zeros))]
+    lo, hi = enclosure.outputs[tensor]
+    bits, residue = _cast_class(result)
+    main = (np.maximum(bits, zeros), np.where(bits >= zeros, residue, 0))
+    return [main] + [(np.where((lo <= c) & (c <= hi), 63, main[0]), np.where((lo <= c) & (c <= hi), c, main[1]))
+                     for c in codes]  # a code it never reaches: the main class once more
+
+
+def _squares(bits, residue) -> tuple:
+    """Classes of d*d for d = residue mod 2**bits: with r = residue = 2**t * u (u odd), d*d = 2**2t * u*u mod
+    2**(t + bits + 1); 0 mod 2**(2 bits) for r = 0."""
+    t = np.minimum(low_zero_bits(residue), bits)
+    u = residue >> np.minimum(t, 62)
+    square_bits = np.where(residue == 0, 2 * bits, t + bits + 1)
+    square_bits = np.minimum(square_bits, 62)
+    mask = (np.int64(1) << square_bits) - 1
+    low = (u & mask) * (u & mask) & mask  # (u*u) mod 2**bits, wrapping products keep the low bits right
+    return square_bits, np.where(residue == 0, 0, (low << np.minimum(2 * t, 62)) & mask)
+
+
+def _mse_low_bits(layer, manifest, sites, zeros, enclosure) -> np.ndarray:
+    """The difference is rec - ref on one grid: per class of the reference's codes (`_code_classes`), congruent
+    mod the smaller power of two of the two; the square of an exact difference cast follows (`_squares`); each leaf
+    casts the square's code, the mean multiplies the sum by the code of 1/n, the result casts the mean's code."""
+    ref_t, rec_t = (manifest.producer_type(name) for name in layer.inputs)
+    diff, square, leaf, mean, result = (sites[name] for name in ("diff", "square", "leaf", "mean", "result"))
+    frac = diff.site.source_frac
+    rec_bits = zeros[1] + frac - rec_t.fractional
+    up = frac - ref_t.fractional
+    classes = [(np.minimum(rec_bits, bits + up), -(residue << up))
+               for bits, residue in _code_classes(layer.inputs[0], enclosure, zeros[0])]
+    diff.congruent_to_one_of(classes)
+    up = diff.site.type.fractional - frac  # the codes are the values, shifted, where the cast is exact
+    exact = (up >= 0) & _in_range(diff)
+    square.congruent_to_one_of([_squares(np.where(exact, b + up, 0), np.where(exact, r << max(up, 0), 0))
+                                for b, r in [(diff.bits, diff.residue), *diff.alternatives]])
+    leaf.congruent(_exact_zeros(_value_zeros(square), square), 0)
+    mean.congruent(low_zero_bits([constant_code(1.0 / layer.params["n_in"], layer.types["accum"])]), 0)
+    result.congruent(_exact_zeros(_value_zeros(mean), mean), 0)
+    return _exact_zeros(_value_zeros(result), result)
+
+
+def _low_bits(layer, manifest, hulls, inputs, zeros, enclosure) -> np.ndarray:
     """Record the low bits known at `layer`'s sites; return the trailing zeros of its output codes."""
     none = np.zeros(layer.size, dtype=np.int64)
+    if layer.op == "batchnorm":
+        return _batchnorm_low_bits(layer, manifest, hulls[0], zeros[0])
+    if layer.op == "mse":
+        return _mse_low_bits(layer, manifest, {h.site.name: h for h in hulls}, zeros, enclosure)
     if layer.op in ("dense", "conv2d"):
         index = (np.arange(layer.params["n_in"]).reshape(1, -1) if layer.op == "dense"
                  else im2col_index(layer.params))
@@ -312,17 +434,11 @@ def _low_bits(layer, manifest, hulls, inputs, zeros) -> np.ndarray:
         alpha = layer.params["alpha"] if layer.op == "leaky_relu" else 0
         positive, negative = hulls
         return np.minimum(_exact_zeros(zeros[0], positive), _exact_zeros(zeros[0] + low_zero_bits([alpha])[0], negative))
-    n = layer.params.get("n_in", 1)
-    constant = {"kl_divergence": [("mean", 1.0 / n, "accum"), ("result", -0.5, None)],
-                "mse": [("mean", 1.0 / n, "accum")]}.get(layer.op, [])
-    sites = {h.site.name: h for h in hulls}
-    for name, value, kind in constant:  # a sum times a constant code: multiples of its trailing zeros
-        code = constant_code(value, layer.types[kind] if kind else layer.result)
-        sites[name].congruent(low_zero_bits([code]), 0)
-    if layer.op == "mse":  # the result casts the mean's code
-        mean, result = sites["mean"], sites["result"]
-        return _exact_zeros(_exact_zeros(_value_zeros(mean), mean), result)
-    if layer.op == "kl_divergence":
+    if layer.op == "kl_divergence":  # sums times constant codes: multiples of their trailing zeros
+        sites = {h.site.name: h for h in hulls}
+        n = layer.params["n_in"]
+        sites["mean"].congruent(low_zero_bits([constant_code(1.0 / n, layer.types["accum"])]), 0)
+        sites["result"].congruent(low_zero_bits([constant_code(-0.5, layer.result)]), 0)
         return _exact_zeros(_value_zeros(sites["result"]), sites["result"])
     return none
 
@@ -334,7 +450,7 @@ def _narrowed(layer, hulls, out, refined) -> tuple:
         other = refined.sites[layer.name][hull.site.name]
         hull.lo, hull.hi = np.maximum(hull.lo, other.lo), np.minimum(hull.hi, other.hi)
     sites = {h.site.name: h for h in hulls}
-    if "result" not in sites or layer.op in ("relu", "leaky_relu") or sites["result"].site.elements != layer.size:
+    if layer.op not in CAST_OUTPUT:
         return out
     lo, hi = cast_interval(sites["result"].lo, sites["result"].hi, sites["result"].site.source_frac, layer.result)
     return np.maximum(out[0], lo), np.minimum(out[1], hi)
@@ -363,7 +479,8 @@ class Enclosure:
             out = _TRANSFERS.get(layer.op, _unknown)(layer, manifest, inputs, hulls)
             out = out if affine is None else affine.refine(layer, manifest, inputs, hulls, out)
             self.outputs[layer.name] = out if refined is None else _narrowed(layer, hulls, out, refined)
-            self.zeros[layer.name] = _low_bits(layer, manifest, hulls, inputs, [self.zeros[name] for name in layer.inputs])
+            self.zeros[layer.name] = _low_bits(layer, manifest, hulls, inputs, [self.zeros[name] for name in layer.inputs],
+                                               self)
             self.sites[layer.name] = {h.site.name: h for h in hulls}
 
     def unreachable(self, bins, trigger: Trigger | None = None) -> dict:
@@ -411,11 +528,11 @@ class Enclosure:
             shift = frac - t.fractional
             if shift <= 0:
                 return f"the cast from the 2^-{frac} grid into {t} drops no fractional bits"
-            bits = min(int(hull.bits[b.element]), shift)
-            residue = int(hull.residue[b.element])
-            if bits and (residue - (1 << (shift - 1))) % (1 << bits):
-                return (f"{where}: every value is {residue} mod 2^{bits} on the 2^-{frac} grid; a tie is "
-                        f"{1 << (shift - 1)} mod 2^{shift}")
+            classes = [(min(bits, shift), residue) for bits, residue in hull.classes(b.element)]
+            if all(bits and (residue - (1 << (shift - 1))) % (1 << bits) for bits, residue in classes):
+                every = " or ".join(f"{residue} mod 2^{bits}" for bits, residue in classes)
+                return (f"{where}: every value is {every} on the 2^-{frac} grid; a tie is {1 << (shift - 1)} mod "
+                        f"2^{shift}")
             step, half = 1 << shift, 1 << (shift - 1)
             first = lo + (half - lo) % step
             if first > hi:
@@ -427,10 +544,23 @@ class Enclosure:
         first, last = trigger.window(b.kind)
         if hi < first or lo > last:
             return f"score code in [{lo}, {hi}] never meets [{first}, {last}]"
-        step = 1 << int(min(self.zeros[b.layer][b.element], 62))
+        step = self._step(b.layer, b.element, first, last)
         if step > 1 and first + (-first) % step > last:
-            return f"every score code is a multiple of {step} (its known low bits); none lies in [{first}, {last}]"
+            return (f"every score code in [{first}, {last}] would be a multiple of {step} (its known low bits); none "
+                    f"is")
         return None
+
+    def _step(self, tensor: str, element: int, first: int, last: int) -> int:
+        """A power of two that every code `tensor`'s element can hold in [first, last] is a multiple of: from its
+        known low bits, or, where no saturation code of the cast into it lies in [first, last], from the low bits
+        of the casts that do not saturate."""
+        zeros = int(self.zeros[tensor][element])
+        result = self.sites.get(tensor, {}).get("result")
+        if result is not None and self.manifest.layer(tensor).op in CAST_OUTPUT:
+            codes = saturation_codes(result.site.type)
+            if codes is not None and not any(first <= c <= last for c in codes):
+                zeros = max(zeros, int(_grid_zeros(result)[element]))
+        return 1 << min(zeros, 62)
 
     def never_holds(self, tensor: str, element: int, code: int):
         """Why `tensor`'s element never holds `code` (outside its enclosure, or not a multiple of its known low
@@ -438,7 +568,7 @@ class Enclosure:
         lo, hi = (int(v[element]) for v in self.outputs[tensor])
         if not lo <= code <= hi:
             return f"code {code} lies outside the enclosure [{lo}, {hi}] of {tensor!r}"
-        step = 1 << int(min(self.zeros[tensor][element], 62))
+        step = self._step(tensor, element, code, code)
         if code % step:
             return f"every code of {tensor!r} is a multiple of {step} (its known low bits), {code} is not"
         return None

@@ -135,37 +135,39 @@ def _reversed(manifest, layer, enclosure) -> Mutant:
     if acc_t.overflow == "WRAP":
         reason = f"the accumulator {acc_t} wraps: the sum is the same in any order"
     else:
-        terms = _summands(layer, manifest, enclosure)
-        if terms is not None:
-            lo, hi = terms
-            if lo.min() >= acc_t.min_code and hi.max() <= acc_t.max_code:
-                reason = (f"no partial sum in any order leaves [{acc_t.min_code}, {acc_t.max_code}] of {acc_t} "
-                          f"(sums of the negative and of the positive parts of the terms: [{lo.min()}, {hi.max()}])")
+        start, t_lo, t_hi = _terms(layer, manifest, enclosure)
+        lo, hi = start + np.minimum(t_lo, 0).sum(axis=1), start + np.maximum(t_hi, 0).sum(axis=1)  # partial sums
+        if lo.min() >= acc_t.min_code and hi.max() <= acc_t.max_code:
+            reason = (f"no partial sum in any order leaves [{acc_t.min_code}, {acc_t.max_code}] of {acc_t} "
+                      f"(sums of the negative and of the positive parts of the terms: [{lo.min()}, {hi.max()}])")
+        elif acc_t.overflow in ("SAT", "SAT_SYM") and (((start >= 0) & (t_lo >= 0).all(axis=1))
+                                                       | ((start <= 0) & (t_hi <= 0).all(axis=1))).all():
+            reason = (f"the terms of each sum have one sign, and a sum of terms of one sign saturating in {acc_t} "
+                      f"is the total clipped to its range, in any order")
     return Mutant(f"sum_order:{layer.name}", "sum_order", layer.name, "sum accumulated in reverse order",
                   _copy_with(manifest, layer.name, reverse), equivalent=reason)
 
 
-def _summands(layer, manifest, enclosure):
-    """Per output, the sums of the negative and of the positive extremes of its terms (codes of the accumulator):
-    bounds of every partial sum in any order."""
+def _terms(layer, manifest, enclosure) -> tuple:
+    """(start, lo, hi): per output the code its sum starts from (the bias of a dense or convolution layer, else 0)
+    and the range of each term added to it, (outputs, terms), in codes of the accumulator."""
     acc_t = layer.types["accum"]
     sites = enclosure.sites[layer.name]
     if layer.op in ("kl_divergence", "mse"):
         leaves = sites["minus_mean_sq" if layer.op == "kl_divergence" else "leaf"]
-        lo, hi = (np.clip(rounded_codes(v, leaves.site.source_frac, acc_t), acc_t.min_code, acc_t.max_code)
+        lo, hi = (np.clip(rounded_codes(v, leaves.site.source_frac, acc_t), acc_t.min_code, acc_t.max_code)[None]
                   for v in (leaves.lo, leaves.hi))
-        return np.minimum(lo, 0).sum(keepdims=True), np.maximum(hi, 0).sum(keepdims=True)
+        return np.zeros(1, dtype=np.int64), lo, hi
     index = (np.arange(layer.params["n_in"]).reshape(1, -1) if layer.op == "dense"
              else im2col_index(layer.params))
     w = layer.tensors["weight"].reshape(index.shape[1], -1)
     x_lo, x_hi = enclosure.outputs[layer.inputs[0]]
     product = sites["product"]
     a, b = x_lo[index][:, :, None] * w[None], x_hi[index][:, :, None] * w[None]  # (pixels, taps, outputs)
-    p_lo, p_hi = (rounded_codes(v.ravel(), product.site.source_frac, acc_t).reshape(v.shape)
-                  for v in (np.minimum(a, b), np.maximum(a, b)))
+    lo, hi = (rounded_codes(v.ravel(), product.site.source_frac, acc_t).reshape(v.shape).transpose(0, 2, 1)
+              .reshape(-1, index.shape[1]) for v in (np.minimum(a, b), np.maximum(a, b)))
     bias = sites["bias"]
-    start = rounded_codes(bias.lo, bias.site.source_frac, acc_t).reshape(len(index), -1)
-    return ((start + np.minimum(p_lo, 0).sum(axis=1)).ravel(), (start + np.maximum(p_hi, 0).sum(axis=1)).ravel())
+    return rounded_codes(bias.lo, bias.site.source_frac, acc_t), lo, hi
 
 
 def _rounding_equivalence(enclosure, proved, layer, sites, old: str, new: str):
