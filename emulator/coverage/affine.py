@@ -197,7 +197,8 @@ class AffineBounds:
         cells = [(np.where(column[:, None] >= 0, x_lower[np.maximum(column, 0)], 0.0),
                   np.where(column[:, None] >= 0, x_upper[np.maximum(column, 0)], 0.0), one) for column in window.T]
         lower, upper, partial_lo, partial_hi = self._running_sums(np.zeros((len(window), x_lower.shape[1])), cells)
-        if partial_lo.min() < acc_t.min_code or partial_hi.max() > acc_t.max_code:
+        fits = lambda lo, hi: lo.min() >= acc_t.min_code and hi.max() <= acc_t.max_code  # noqa: E731
+        if not (fits(accum.lo, accum.hi) or fits(partial_lo, partial_hi)):  # a window sum may saturate
             return None
         _tighten(accum, partial_lo, partial_hi)
         lower, upper = lower / count[:, None], upper / count[:, None]
