@@ -68,3 +68,24 @@ def test_guided_search_reaches_saturation_the_data_misses():
     assert hits.diagonal().all()
     t = manifest.input.type
     assert t.min_code <= events.min() and events.max() <= t.max_code
+
+
+def test_copies_of_one_condition_are_searched_once():
+    """Equal code targets (the copies of an element behind upsampling or padding) take one column of the search and
+    are reached by the same event."""
+    manifest = chain_with_heads()
+    asked = []
+
+    class Counting(InstrumentedEmulator):
+        def distances(self, codes, objectives, block=1 << 14):
+            asked.append(len(objectives))
+            return super().distances(codes, objectives, block)
+
+    fc_t = manifest.layer("fc").result
+    high = CodeTarget("fc", 0, np.array([fc_t.max_code - 4]), np.array([fc_t.max_code]))
+    copy = CodeTarget("fc", 0, high.starts.copy(), high.ends.copy())
+    low = CodeTarget("fc", 1, np.array([fc_t.min_code]), np.array([fc_t.min_code + 4]))
+    data = random_codes(manifest, 500, seed=15) // 16
+    found = guided_search(Counting(manifest), [high, low, copy], data, SearchBudget(events=1 << 13))
+    assert asked and max(asked) == 2
+    assert 0 in found and np.array_equal(found[0], found[2])

@@ -46,6 +46,11 @@ class CodeTarget:
                          np.iinfo(np.int64).max)
         return np.maximum(np.minimum(below, above), 0)
 
+    @property
+    def key(self) -> tuple:
+        """Equal for targets that are the same condition (copies of an element share one)."""
+        return self.layer, self.element, self.starts.tobytes(), self.ends.tobytes()
+
     def nearest(self, code: int) -> int:
         """The code of the target nearest to `code`."""
         k = int(np.argmin(np.maximum(np.maximum(self.starts - code, code - self.ends), 0)))

@@ -215,10 +215,9 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
     for bin_id in bin_ids:
         target = targets.get(bin_id)
         if target is not None:  # copies of an element (upsampling, padding) share one target: prove it once
-            key = (target.layer, target.element, target.starts.tobytes(), target.ends.tobytes())
-            if key in same:
-                if same[key] is not None:
-                    proofs[bin_id] = same[key]
+            if target.key in same:
+                if same[target.key] is not None:
+                    proofs[bin_id] = same[target.key]
                 continue
         program = _program(manifest, enclosure, programs, bin_id, target)
         if program is None:
@@ -230,7 +229,7 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
                 proofs[bin_id] = f"{how}: {proof}"
                 break
         if target is not None:
-            same[key] = proofs.get(bin_id)
+            same[target.key] = proofs.get(bin_id)
     return proofs
 
 
