@@ -6,7 +6,7 @@ import numpy as np
 from emulator.coverage import InstrumentedEmulator, Trigger
 from emulator.coverage.intervals import Enclosure
 from emulator.coverage.preimages import CodeTarget, element_sources, translate
-from emulator.coverage.search import SearchBudget, guided_search
+from emulator.coverage.search import SearchBudget, guided_search, threshold_crossings
 from test_coverage_manifests import chain_with_heads, cnn, random_codes
 
 
@@ -89,3 +89,18 @@ def test_copies_of_one_condition_are_searched_once():
     found = guided_search(Counting(manifest), [high, low, copy], data, SearchBudget(events=1 << 13))
     assert asked and max(asked) == 2
     assert 0 in found and np.array_equal(found[0], found[2])
+
+
+def test_threshold_crossings_are_adjacent_codes_either_side_of_the_threshold():
+    manifest = chain_with_heads()
+    codes = random_codes(manifest, 400, seed=16)
+    score = InstrumentedEmulator(manifest).predict_codes(codes).codes["kl"][:, 0]
+    trigger = Trigger("kl", int(np.median(score)), k=3)
+    emulator = InstrumentedEmulator(manifest, trigger)
+    pairs = threshold_crossings(emulator, codes, pairs=64)
+    assert pairs.shape == (128, manifest.input.size)
+    step = pairs[1::2] - pairs[0::2]
+    assert ((step != 0).sum(axis=1) == 1).all() and (np.abs(step).sum(axis=1) == 1).all()
+    fired = emulator.predict_codes(pairs).codes["kl"][:, 0] > trigger.code
+    assert not fired[0::2].any() and fired[1::2].all()
+    assert not len(threshold_crossings(emulator, codes[score <= trigger.code]))

@@ -81,6 +81,43 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
     return found
 
 
+def threshold_crossings(oracle: InstrumentedEmulator, events: np.ndarray, pairs: int = 512, seed: int = 0) -> np.ndarray:
+    """(2 * pairs or none, n_in) input codes, in pairs that differ by one code of one input and fall on either side
+    of the trigger threshold: from an event below and one above it, the inputs of one are set to the other's one at
+    a time until the decision flips, then that input is bisected down to adjacent codes. Their scores lie as near
+    the threshold as one input code apart allows."""
+    trigger = oracle.trigger
+    events = np.asarray(events, dtype=np.int64)
+
+    def fires(codes):
+        return oracle.predict_codes(codes).codes[trigger.output][:, 0] > trigger.code
+
+    side = fires(events)
+    if side.all() or not side.any():
+        return np.zeros((0, events.shape[1]), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    below = events[~side][rng.integers((~side).sum(), size=pairs)]
+    above = events[side][rng.integers(side.sum(), size=pairs)]
+    n, size = below.shape
+    rank = np.argsort(rng.random((n, size)), axis=1)  # per pair, when each input takes the other event's code
+    steps = np.arange(1, size + 1)[:, None, None]
+    walked = fires(np.where(rank[None] < steps, above[None], below[None]).reshape(-1, size)).reshape(size, n)
+    flip = np.argmax(walked, axis=0)  # the first step that fires: its input is the one to bisect
+    rows = np.arange(n)
+    column = np.argmax(rank == flip[:, None], axis=1)
+    base = np.where(rank < flip[:, None], above, below)
+    lo, hi = below[rows, column], above[rows, column]  # base with lo does not fire, with hi fires
+    while (np.abs(hi - lo) > 1).any():
+        mid = lo + (hi - lo) // 2
+        probe = base.copy()
+        probe[rows, column] = mid
+        up = fires(probe)
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    pair = np.repeat(base, 2, axis=0)
+    pair[np.repeat(rows, 2) * 2 + np.tile([0, 1], n), np.repeat(column, 2)] = np.stack([lo, hi], axis=1).ravel()
+    return pair
+
+
 class Moves:
     """Random coordinate moves on input codes of type `t`."""
 

@@ -7,7 +7,8 @@ one code of their anchor, tried exhaustively (preimages.py): built directly when
 unreachable when no code reaches them; dense and convolution layers reading the input are linear in the input codes:
 their ties are solved as congruences and their other bins swept one input code at a time from constructed events
 (also behind an element-by-element input layer, whose codes they are linear in);
-what is left is searched from the data events (search.py), guided by each event's distance from each bin; what
+what is left is searched from the data events (search.py), and for the trigger's bins from pairs of events either
+side of the threshold one input code apart, guided by each event's distance from each bin; what
 the search misses is tried once more for a proof with the linear relaxation of the model (relaxation.py).
 """
 
@@ -22,12 +23,12 @@ from emulator.emulator import Emulator
 from emulator.manifest import Manifest
 from emulator.plan import plan_layer
 
-from .bins import Trigger, coverage_bins
+from .bins import TRIGGER_SITE, Trigger, coverage_bins
 from .instrumented import InstrumentedEmulator
 from .intervals import Enclosure
 from .preimages import translate
 from .relaxation import lp_proofs, witnesses
-from .search import SearchBudget, guided_search
+from .search import SearchBudget, guided_search, threshold_crossings
 
 SWEEP = 1 << 15
 """Most codes one coordinate sweep tries: the whole input range when it has no more codes, else a contiguous window
@@ -84,6 +85,8 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
     if todo:
         seeds = _seeds(manifest, data_codes, out.found, seed)
         oracle = InstrumentedEmulator(manifest, trigger)
+        if any(b.split("/")[1] == TRIGGER_SITE for b in todo):  # start from events either side of the threshold
+            seeds = np.concatenate([seeds, threshold_crossings(oracle, seeds, seed=seed)])
         reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, budget, seed)
         out.found.update({todo[k]: event for k, event in reached.items()})
         out.unreachable.update(lp_proofs(manifest, enclosure, [b for b in todo if b not in out.found], targets,
