@@ -35,12 +35,12 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
     InstrumentedEmulator.distances) the search reaches from `seeds` (N, n_in) within the budget; objectives that are
     one condition (the copies of an element) are searched once."""
     keys = [o if isinstance(o, str) else o.key for o in objectives]
-    column = {}  # condition -> its column among the distinct objectives
-    for key in keys:
-        column.setdefault(key, len(column))
-    if len(column) < len(objectives):
-        firsts = [objectives[keys.index(key)] for key in column]
-        reached = guided_search(oracle, firsts, seeds, budget, seed)
+    first = {}  # condition -> the index of its first objective
+    for k, key in enumerate(keys):
+        first.setdefault(key, k)
+    if len(first) < len(objectives):
+        reached = guided_search(oracle, [objectives[k] for k in first.values()], seeds, budget, seed)
+        column = {key: j for j, key in enumerate(first)}
         return {k: reached[column[key]].copy() for k, key in enumerate(keys) if column[key] in reached}
     rng = np.random.default_rng(seed)
     seeds = np.unique(np.asarray(seeds, dtype=np.int64), axis=0)
