@@ -2,6 +2,7 @@
 and the guided search reaches bins that random data leaves empty."""
 
 import numpy as np
+import pytest
 
 from emulator.coverage import InstrumentedEmulator, Trigger
 from emulator.coverage.intervals import Enclosure
@@ -52,7 +53,9 @@ def test_element_local_bins_become_sufficient_conditions_upstream():
     assert not emulator.bin_hits(codes, list(proofs)).any()
 
 
-def test_guided_search_reaches_saturation_the_data_misses():
+@pytest.mark.parametrize("pool", [1, 8])
+def test_guided_search_reaches_saturation_the_data_misses(pool):
+    """A hill climb (a pool of one event per objective) and a search keeping a pool of routes both get there."""
     manifest = chain_with_heads()
     emulator = InstrumentedEmulator(manifest)
     data = random_codes(manifest, 500, seed=14) // 16  # small inputs: nothing saturates
@@ -61,7 +64,7 @@ def test_guided_search_reaches_saturation_the_data_misses():
     wanted = [b for b in empty if b.startswith(("fc/result", "rec/result")) and b not in proofs
               and b.endswith(("sat_high", "sat_low"))]
     assert len(wanted) >= 4
-    found = guided_search(emulator, wanted, data, SearchBudget(events=1 << 14))
+    found = guided_search(emulator, wanted, data, SearchBudget(events=1 << 14, pool=pool))
     assert len(found) >= len(wanted) // 2
     events = np.stack(list(found.values()))
     hits = emulator.bin_hits(events, [wanted[k] for k in found])

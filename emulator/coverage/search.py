@@ -1,10 +1,12 @@
 """Guided search for input events that reach objectives (bins, code targets) no data event reached.
 
-Every objective keeps the nearest event found so far (by `InstrumentedEmulator.distances`); each round mutates the
-nearest events of a batch of objectives (a few input codes moved by a power of two, set to a random code, an end of
-the range, zero, or a seed event's code; always within the input type's range) and keeps any child that comes
-closer to any objective, or as close (a step along a plateau). An objective stuck for `patience` rounds restarts from
-a random seed event.
+Every objective keeps a pool of the nearest events found so far (by `InstrumentedEmulator.distances`); each round
+mutates events of the pools of a batch of objectives (a few input codes moved by a power of two, set to a random
+code, an end of the range, zero, or a seed event's code; always within the input type's range), and each objective
+keeps the nearest of its pool and all the children, a child before an event as near (a step along a plateau). When
+the nearest has not come closer for `patience` rounds, the worse half of the pool restarts from random seed events.
+A pool of one is a hill climb with restarts, quick up a slope; a larger pool keeps the second-best routes, and
+reaches conditions at the end of narrow ridges the climb leaves (targeted stimuli use it for what the climb left).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from .instrumented import InstrumentedEmulator
 
 @dataclass(frozen=True)
 class SearchBudget:
-    """`events` evaluated at most; `batch` events per round, `children` per objective; restart after `patience`
-    rounds without progress; `prove_seconds`: the time limit of one mixed-integer bound or witness (relaxation.py;
+    """`events` evaluated at most; `batch` events per round, `children` per objective; `pool` events kept per
+    objective; restart after `patience` rounds without progress; `prove_seconds`: the time limit of one mixed-integer bound or witness (relaxation.py;
     0: linear programs only)."""
 
     events: int = 1 << 18
@@ -27,6 +29,7 @@ class SearchBudget:
     children: int = 16
     patience: int = 12
     prove_seconds: float = 30.0
+    pool: int = 1
 
 
 def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndarray, budget: SearchBudget = SearchBudget(),
@@ -45,39 +48,37 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
     rng = np.random.default_rng(seed)
     seeds = np.unique(np.asarray(seeds, dtype=np.int64), axis=0)
     first = oracle.distances(seeds, objectives)
-    nearest = seeds[np.argmin(first, axis=0)].copy()
-    distance = first.min(axis=0)
-    found = {int(k): nearest[k].copy() for k in np.flatnonzero(distance == 0)}
+    size = min(budget.pool, len(seeds))
+    chosen = np.argsort(first, axis=0, kind="stable")[:size].T  # (objectives, pool): the nearest seeds
+    pool, distance = seeds[chosen], np.take_along_axis(first.T, chosen, 1)  # each pool nearest first
+    found = {int(k): pool[k, 0].copy() for k in np.flatnonzero(distance[:, 0] == 0)}
     stuck = np.zeros(len(objectives), dtype=np.int64)
     spent = len(seeds)
     moves = Moves(oracle.manifest.input.type, seeds, rng)
     while spent < budget.events:
-        open_ = np.flatnonzero(distance > 0)
+        open_ = np.flatnonzero(distance[:, 0] > 0)
         if not len(open_):
             break
         active = rng.permutation(open_)[:max(1, budget.batch // budget.children)]
         parents = np.repeat(active, budget.children)
-        children = moves(nearest[parents])
+        children = moves(pool[parents, rng.integers(size, size=len(parents))])
         d = oracle.distances(children, [objectives[k] for k in open_])
         spent += len(children)
-        best = np.argmin(d, axis=0)
-        closest = d[best, np.arange(len(open_))]
-        better = closest < distance[open_]
-        for column in np.flatnonzero(better):
-            k = open_[column]
-            nearest[k], distance[k], stuck[k] = children[best[column]], closest[column], 0
-            if distance[k] == 0:
-                found[int(k)] = nearest[k].copy()
-        own = {int(k): i for i, k in enumerate(open_)}
-        for k in active[~better[[own[int(k)] for k in active]]]:
-            column = own[int(k)]
-            mine = np.flatnonzero((parents == k) & (d[:, column] == distance[k]))
-            if len(mine):
-                nearest[k] = children[rng.choice(mine)]
-            stuck[k] += 1
-            if stuck[k] > budget.patience:
-                restart = rng.integers(len(seeds))
-                nearest[k], distance[k], stuck[k] = seeds[restart], first[restart, k], 0
+        mine = set(active.tolist())
+        for column, k in enumerate(open_):
+            merged = np.r_[d[:, column], distance[k]]  # children first: on a tie, a child (a step along a plateau)
+            keep = np.argsort(merged, kind="stable")[:size]
+            stuck[k] = 0 if merged[keep[0]] < distance[k, 0] else stuck[k] + (k in mine)
+            pool[k] = np.where((keep < len(children))[:, None], children[np.minimum(keep, len(children) - 1)],
+                               pool[k][np.maximum(keep - len(children), 0)])
+            distance[k] = merged[keep]
+            if distance[k, 0] == 0:
+                found[int(k)] = pool[k, 0].copy()
+            elif stuck[k] > budget.patience:  # the worse half of the pool (all of a pool of one) restarts
+                restart = rng.integers(len(seeds), size=size - size // 2)
+                pool[k, size // 2:], distance[k, size // 2:] = seeds[restart], first[restart, k]
+                order = np.argsort(distance[k], kind="stable")
+                pool[k], distance[k], stuck[k] = pool[k][order], distance[k][order], 0
     return found
 
 

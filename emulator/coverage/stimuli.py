@@ -37,6 +37,8 @@ LINEAR_FIRST = ("dense", "conv2d")
 COPIES = ("reshape", "zeropad2d")
 SEEDS = 2048
 """Data events the search starts from (a random sample when there are more)."""
+WIDE_POOL = 64
+"""Events kept per condition by the last search, for the conditions the hill climb (a pool of one) left."""
 
 
 @dataclass
@@ -94,9 +96,14 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
         todo = [b for b in todo if b not in out.found and b not in out.unreachable]
         starts = witnesses(manifest, enclosure, todo, targets, budget.prove_seconds)
         if todo and len(starts):  # search again from the relaxation's optima
+            seeds = np.concatenate([starts, seeds])
             again = dataclasses.replace(budget, events=budget.events // 2)
-            reached = guided_search(oracle, [targets.get(b, b) for b in todo], np.concatenate([starts, seeds]),
-                                    again, seed + 1)
+            reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, again, seed + 1)
+            out.found.update({todo[k]: event for k, event in reached.items()})
+        todo = [b for b in todo if b not in out.found]
+        if todo:  # what the climb left, searched keeping a pool of routes per condition
+            wide = dataclasses.replace(budget, pool=WIDE_POOL)
+            reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, wide, seed + 2)
             out.found.update({todo[k]: event for k, event in reached.items()})
     _verify(manifest, out.found, trigger)
     out.missed = [b for b in bin_ids if b not in out.found and b not in out.unreachable]
