@@ -21,8 +21,8 @@ from .instrumented import InstrumentedEmulator
 @dataclass(frozen=True)
 class SearchBudget:
     """`events` evaluated at most; `batch` events per round, `children` per objective; `pool` events kept per
-    objective; restart after `patience` rounds without progress; `prove_seconds`: the time limit of one mixed-integer bound or witness (relaxation.py;
-    0: linear programs only)."""
+    objective; restart after `patience` rounds without progress; `prove_seconds`: the time limit of one
+    mixed-integer bound or witness (relaxation.py; 0: linear programs only)."""
 
     events: int = 1 << 18
     batch: int = 4096
