@@ -38,12 +38,12 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
     InstrumentedEmulator.distances) the search reaches from `seeds` (N, n_in) within the budget; objectives that are
     one condition (the copies of an element) are searched once."""
     keys = [o if isinstance(o, str) else o.key for o in objectives]
-    first = {}  # condition -> the index of its first objective
+    first_of = {}  # condition -> the index of its first objective
     for k, key in enumerate(keys):
-        first.setdefault(key, k)
-    if len(first) < len(objectives):
-        reached = guided_search(oracle, [objectives[k] for k in first.values()], seeds, budget, seed)
-        column = {key: j for j, key in enumerate(first)}
+        first_of.setdefault(key, k)
+    if len(first_of) < len(objectives):
+        reached = guided_search(oracle, [objectives[k] for k in first_of.values()], seeds, budget, seed)
+        column = {key: j for j, key in enumerate(first_of)}
         return {k: reached[column[key]].copy() for k, key in enumerate(keys) if column[key] in reached}
     rng = np.random.default_rng(seed)
     seeds = np.unique(np.asarray(seeds, dtype=np.int64), axis=0)
@@ -64,21 +64,22 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
         children = moves(pool[parents, rng.integers(size, size=len(parents))])
         d = oracle.distances(children, [objectives[k] for k in open_])
         spent += len(children)
-        mine = set(active.tolist())
-        for column, k in enumerate(open_):
-            merged = np.r_[d[:, column], distance[k]]  # children first: on a tie, a child (a step along a plateau)
-            keep = np.argsort(merged, kind="stable")[:size]
-            stuck[k] = 0 if merged[keep[0]] < distance[k, 0] else stuck[k] + (k in mine)
-            pool[k] = np.where((keep < len(children))[:, None], children[np.minimum(keep, len(children) - 1)],
-                               pool[k][np.maximum(keep - len(children), 0)])
-            distance[k] = merged[keep]
-            if distance[k, 0] == 0:
-                found[int(k)] = pool[k, 0].copy()
-            elif stuck[k] > budget.patience:  # the worse half of the pool (all of a pool of one) restarts
-                restart = rng.integers(len(seeds), size=size - size // 2)
-                pool[k, size // 2:], distance[k, size // 2:] = seeds[restart], first[restart, k]
-                order = np.argsort(distance[k], kind="stable")
-                pool[k], distance[k], stuck[k] = pool[k][order], distance[k][order], 0
+        merged = np.concatenate([d, distance[open_].T])  # children first: on a tie, a child (a step along a plateau)
+        keep = np.argsort(merged, axis=0, kind="stable")[:size].T  # (open objectives, pool)
+        nearest = np.take_along_axis(merged.T, keep, 1)
+        progress = nearest[:, 0] < distance[open_, 0]
+        stuck[open_] = np.where(progress, 0, stuck[open_] + np.isin(open_, active))
+        child = keep < len(children)
+        pool[open_] = np.where(child[..., None], children[np.minimum(keep, len(children) - 1)],
+                               pool[open_[:, None], np.maximum(keep - len(children), 0)])
+        distance[open_] = nearest
+        for k in open_[nearest[:, 0] == 0]:
+            found[int(k)] = pool[k, 0].copy()
+        for k in open_[(nearest[:, 0] > 0) & (stuck[open_] > budget.patience)]:  # the worse half restarts
+            restart = rng.integers(len(seeds), size=size - size // 2)
+            pool[k, size // 2:], distance[k, size // 2:] = seeds[restart], first[restart, k]
+            order = np.argsort(distance[k], kind="stable")
+            pool[k], distance[k], stuck[k] = pool[k][order], distance[k][order], 0
     return found
 
 
