@@ -276,7 +276,7 @@ def _unknown(layer, manifest, inputs, hulls):
 
 
 # ---- known low bits: per tensor element, trailing zero bits of every code; per site, value mod 2**bits ---------
-def _in_range(hull, elements=slice(None)) -> np.ndarray:
+def in_range(hull, elements=slice(None)) -> np.ndarray:
     """Per element: no cast at the site overflows its type (true where no cast happens)."""
     t = hull.site.type
     lo, hi = hull.lo[elements], hull.hi[elements]
@@ -290,7 +290,7 @@ def _exact_zeros(zeros, hull, elements=slice(None)) -> np.ndarray:
     codes keep them (shifted) when no cast overflows and no dropped bit is set."""
     shift = hull.site.source_frac - hull.site.type.fractional
     empty = hull.lo[elements] > hull.hi[elements]  # no cast: no codes to constrain
-    kept = _in_range(hull, elements)
+    kept = in_range(hull, elements)
     return np.where(empty, 63, np.where(kept & (zeros >= shift), np.minimum(zeros - shift, 63), 0))
 
 
@@ -407,7 +407,7 @@ def _mse_low_bits(layer, manifest, sites, zeros, enclosure) -> np.ndarray:
                for bits, residue in _code_classes(layer.inputs[0], enclosure, zeros[0])]
     diff.congruent_to_one_of(classes)
     up = diff.site.type.fractional - frac  # the codes are the values, shifted, where the cast is exact
-    exact = (up >= 0) & _in_range(diff)
+    exact = (up >= 0) & in_range(diff)
     square.congruent_to_one_of([_squares(np.where(exact, b + up, 0), np.where(exact, r << max(up, 0), 0))
                                 for b, r in [(diff.bits, diff.residue), *diff.alternatives]])
     leaf.congruent(_exact_zeros(_value_zeros(square), square), 0)

@@ -5,8 +5,9 @@ the proof, never as missed.
 In order: interval analysis over the input range (intervals.py); bins of element-local layers become conditions on
 one code of their anchor, tried exhaustively (preimages.py): built directly when the anchor is the input, proved
 unreachable when no code reaches them; dense and convolution layers reading the input are linear in the input codes:
-their ties are solved as congruences and their other bins swept one input code at a time from constructed events
-(also behind an element-by-element input layer, whose codes they are linear in);
+the ties of their sums are settled by the residues the sums can take (residues.py), those of their products solved
+as congruences, and their other bins swept one input code at a time from constructed events (also behind an
+element-by-element input layer, whose codes they are linear in);
 what is left is searched from the data events (search.py), and for the trigger's bins from pairs of events either
 side of the threshold one input code apart, guided by each event's distance from each bin; what
 the search misses is tried once more for a proof with the linear relaxation of the model (relaxation.py).
@@ -28,6 +29,7 @@ from .instrumented import InstrumentedEmulator
 from .intervals import Enclosure
 from .preimages import translate
 from .relaxation import lp_proofs, witnesses
+from .residues import settle_ties
 from .search import SearchBudget, guided_search, threshold_crossings
 
 SWEEP = 1 << 15
@@ -80,6 +82,10 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
         mine = [b for b in todo if (targets[b].layer if b in targets else b.split("/")[0]) == layer.name]
         chain = _input_chain(manifest, layer, enclosure.affine.basis) if mine and layer.op in LINEAR_FIRST else None
         if chain is not None:
+            found, impossible = settle_ties(manifest, chain, mine, enclosure)
+            out.found.update(found)
+            out.unreachable.update(impossible)
+            mine = [b for b in mine if b not in found and b not in impossible]
             found, impossible = first_layer_stimuli(manifest, chain, mine, targets)
             out.found.update(found)
             out.unreachable.update(impossible)
