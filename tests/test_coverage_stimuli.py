@@ -7,7 +7,7 @@ from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.fixed_type import FixedType
 from emulator.manifest import Layer, Manifest, Tensor
-from test_coverage_manifests import chain_with_heads, dense, random_codes
+from test_coverage_manifests import chain_with_heads, cnn, dense, random_codes
 
 T = FixedType.parse
 
@@ -193,3 +193,17 @@ def test_sum_ties_settled_by_residues_agree_with_every_event():
         settled["found"] += len(found)
         settled["proved"] += len(proofs)
     assert settled["found"] and settled["proved"], settled
+
+
+def test_focused_search_reaches_conditions_a_small_joint_search_leaves():
+    """The same stages, then `focus` events on each condition still open alone: everything found before, and more."""
+    manifest = cnn()
+    emulator = InstrumentedEmulator(manifest)
+    data = random_codes(manifest, 200, seed=3) // 16
+    empty = emulator.cover_codes(data).report.empty()
+    joint = targeted_stimuli(manifest, empty, data, budget=SearchBudget(events=64, prove_seconds=0))
+    focused = targeted_stimuli(manifest, empty, data, budget=SearchBudget(events=64, prove_seconds=0, focus=1 << 12))
+    assert set(joint.found) < set(focused.found)
+    assert set(focused.missed) < set(joint.missed)
+    ids = list(focused.found)
+    assert emulator.bin_hits(np.stack([focused.found[b] for b in ids]), ids).diagonal().all()

@@ -64,6 +64,7 @@ class Options:
     require_coverage: bool = False  # a bin neither hit nor proved unreachable makes the run fail (exit 1)
     coverage_search: int = DEFAULT_SEARCH  # events the targeted search may evaluate
     coverage_proof_seconds: float = 30.0  # time limit of one mixed-integer bound
+    coverage_focus: int = 0  # events a last search spends on each condition still open, alone
 
 
 @dataclass
@@ -155,7 +156,8 @@ def certify(options: Options) -> Certification:
         coverage = run_coverage(manifest, source, n_events, options.shard_size, backends, second, settings,
                                 model.threshold, model.score_output,
                                 SearchBudget(events=options.coverage_search,
-                                             prove_seconds=options.coverage_proof_seconds),
+                                             prove_seconds=options.coverage_proof_seconds,
+                                             focus=options.coverage_focus),
                                 options.seed, lambda m: _log(options, m))
     return _write(options, model, source, n_events, backends, skipped, merged, shard_info, threads, coverage)
 

@@ -20,9 +20,10 @@ from .instrumented import InstrumentedEmulator
 
 @dataclass(frozen=True)
 class SearchBudget:
-    """`events` evaluated at most; `batch` events per round, `children` per objective; `pool` events kept per
-    objective; restart after `patience` rounds without progress; `prove_seconds`: the time limit of one
-    mixed-integer bound or witness (relaxation.py; 0: linear programs only)."""
+    """`events` evaluated at most; `batch` events per round, at least `children` per objective; `pool` events kept
+    per objective; restart after `patience` rounds without progress; `prove_seconds`: the time limit of one
+    mixed-integer bound or witness (relaxation.py; 0: linear programs only); `focus`: events a last search spends on
+    each condition still open, alone (targeted_stimuli; 0: none)."""
 
     events: int = 1 << 18
     batch: int = 4096
@@ -30,6 +31,7 @@ class SearchBudget:
     patience: int = 12
     prove_seconds: float = 30.0
     pool: int = 1
+    focus: int = 0
 
 
 def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndarray, budget: SearchBudget = SearchBudget(),
@@ -60,7 +62,7 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
         if not len(open_):
             break
         active = rng.permutation(open_)[:max(1, budget.batch // budget.children)]
-        parents = np.repeat(active, budget.children)
+        parents = np.repeat(active, max(budget.children, budget.batch // len(active)))  # a full batch
         children = moves(pool[parents, rng.integers(size, size=len(parents))])
         d = oracle.distances(children, [objectives[k] for k in open_])
         spent += len(children)

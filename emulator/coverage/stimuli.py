@@ -111,9 +111,28 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
             wide = dataclasses.replace(budget, pool=WIDE_POOL)
             reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, wide, seed + 2)
             out.found.update({todo[k]: event for k, event in reached.items()})
+        todo = [b for b in todo if b not in out.found]
+        if todo and budget.focus:
+            out.found.update(_focused_search(oracle, todo, targets, seeds, budget, seed + 3))
     _verify(manifest, out.found, trigger)
     out.missed = [b for b in bin_ids if b not in out.found and b not in out.unreachable]
     return out
+
+
+def _focused_search(oracle: InstrumentedEmulator, bin_ids: list, targets: dict, seeds: np.ndarray,
+                    budget: SearchBudget, seed: int) -> dict:
+    """{bin id: event} from a search of `budget.focus` events (pools of WIDE_POOL) on each condition of `bin_ids`
+    alone, the copies of an element together."""
+    conditions = {}
+    for bin_id in bin_ids:
+        objective = targets.get(bin_id, bin_id)
+        conditions.setdefault(objective if isinstance(objective, str) else objective.key, []).append(bin_id)
+    alone = dataclasses.replace(budget, events=budget.focus, pool=WIDE_POOL)
+    found = {}
+    for k, ids in enumerate(conditions.values()):
+        reached = guided_search(oracle, [targets.get(b, b) for b in ids], seeds, alone, seed + k)
+        found.update({ids[j]: event for j, event in reached.items()})
+    return found
 
 
 def _seeds(manifest: Manifest, data_codes, found: dict, seed: int) -> np.ndarray:
