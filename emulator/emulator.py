@@ -146,26 +146,14 @@ class Emulator:
         return next(iter(per_name.values())) if len(self.manifest.inputs) == 1 else per_name
 
     def _quantize_input(self, x, spec) -> np.ndarray:
-        x = np.asarray(x)
-        of = self._of(spec)
-        if x.dtype.kind not in "fiu":
-            raise InputError(f"input events{of} must be numbers, got dtype {x.dtype}")
-        x = self._check_shape(x, spec, f"input events{of}")
-        bad = ~np.isfinite(x).all(axis=1)
-        if bad.any():
-            events = np.flatnonzero(bad)
-            raise InputError(
-                f"{events.size} event(s){of} contain NaN or infinity, which the firmware input type {spec.type} "
-                f"cannot represent: event indices {events[:10].tolist()}{' ...' if events.size > 10 else ''}"
-            )
-        return quantize(x.astype(np.float64), spec.type)
+        return quantize_events(x, spec, of=self._of(spec))
 
     def _checked_input_codes(self, codes, spec) -> np.ndarray:
         codes = np.asarray(codes)
         of = self._of(spec)
         if codes.dtype != np.int64:
             raise InputError(f"input codes{of} must be int64 raw codes of {spec.type}, got dtype {codes.dtype}")
-        codes = self._check_shape(codes, spec, f"input codes{of}")
+        codes = check_event_shape(codes, spec, f"input codes{of}")
         outside = (codes < spec.type.min_code) | (codes > spec.type.max_code)
         if outside.any():
             events = np.flatnonzero(outside.any(axis=1))
@@ -176,11 +164,28 @@ class Emulator:
         """' of input NAME' where the model has several inputs, else nothing."""
         return f" of input {spec.name!r}" if len(self.manifest.inputs) > 1 else ""
 
-    @staticmethod
-    def _check_shape(x: np.ndarray, spec, what: str) -> np.ndarray:
-        """Events of any shape (N, ...) holding the input's elements in C order, flattened to (N, size)."""
-        if x.ndim >= 2 and int(np.prod(x.shape[1:])) == spec.size:
-            return x.reshape(len(x), spec.size)
-        shape = ", ".join(map(str, spec.shape))
-        expected = f"(N, {shape})" if len(spec.shape) == 1 else f"(N, {shape}) or (N, {spec.size})"
-        raise InputError(f"{what} have shape {x.shape}; expected {expected} for input {spec.name!r}")
+
+
+def quantize_events(x, spec, first: int = 0, of: str = "") -> np.ndarray:
+    """Float events (N, ...) of input `spec` -> (N, size) codes of its type, with its rounding and overflow;
+    InputError for values that are not numbers, a wrong shape, or NaN/infinity (naming the events, numbered from
+    `first`; `of` names the input in messages)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise InputError(f"input events{of} must be numbers, got dtype {x.dtype}")
+    x = check_event_shape(x, spec, f"input events{of}")
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        listed = ", ".join(str(first + int(i)) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
+        raise InputError(f"{bad.size} event(s){of} contain NaN or infinity, which the firmware input type "
+                         f"{spec.type} cannot represent: events {listed}")
+    return quantize(x.astype(np.float64), spec.type)
+
+
+def check_event_shape(x: np.ndarray, spec, what: str) -> np.ndarray:
+    """Events of any shape (N, ...) holding the input's elements in C order, flattened to (N, size)."""
+    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == spec.size:
+        return x.reshape(len(x), spec.size)
+    shape = ", ".join(map(str, spec.shape))
+    expected = f"(N, {shape})" if len(spec.shape) == 1 else f"(N, {shape}) or (N, {spec.size})"
+    raise InputError(f"{what} have shape {x.shape}; expected {expected} for input {spec.name!r}")

@@ -61,6 +61,22 @@ def test_nan_events_are_rejected_by_index(capsys, tmp_path):
 
 
 @needs_zoo
+def test_a_shards_bad_events_are_named_by_their_index_in_the_run():
+    from emulator.manifest import Manifest
+    from models.data import DataError
+    from verify.shard import input_codes
+
+    manifest = Manifest.load(zoo.model_dir(MODEL) / "manifest.json")
+    events = np.zeros((6, manifest.input.size))
+    events[[1, 4], 3] = [np.nan, -np.inf]
+    with pytest.raises(DataError, match=r"2 event\(s\) contain NaN or infinity, .*: events 1001, 1004$"):
+        input_codes(events, manifest, 1000)
+    with pytest.raises(DataError, match=rf"expected \(N, {manifest.input.size}\)"):
+        input_codes(np.zeros((6, manifest.input.size + 1)), manifest, 1000)
+    assert input_codes(events[[0, 2]], manifest, 1000).shape == (2, manifest.input.size)
+
+
+@needs_zoo
 def test_corrupt_and_missing_hdf5_are_usage_errors(capsys, tmp_path):
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emulator.arith import quantize
+from emulator.emulator import InputError, quantize_events
 from emulator.manifest import Manifest
 from models.data import DataError
 
@@ -35,21 +35,12 @@ class ShardSettings:
 
 def input_codes(events: np.ndarray, manifest: Manifest, first: int) -> np.ndarray:
     """Float events (n, ...) -> (n, n_in) codes of the model's input type, with its rounding and overflow.
-    DataError, naming the events by global index, for a wrong shape or values NaN/infinite."""
-    spec = manifest.input
-    events = np.asarray(events)
-    if events.ndim < 1 or events.dtype.kind not in "fiu":
-        raise DataError(f"events must be a numeric array (N, ...), got dtype {events.dtype} shape {events.shape}")
-    flat = events.reshape(len(events), -1)
-    if flat.shape[1] != spec.size:
-        raise DataError(f"events have shape {events.shape[1:]} ({flat.shape[1]} values each), but the model's input "
-                        f"{spec.name!r} takes {spec.size} values, shape {tuple(spec.shape)}")
-    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
-    if bad.size:
-        listed = ", ".join(str(first + int(i)) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
-        raise DataError(f"{bad.size} event(s) hold NaN or infinity, which the input type {spec.type} cannot "
-                        f"represent: events {listed}")
-    return quantize(flat.astype(np.float64), spec.type)
+    DataError, naming the events by global index (`first` is the shard's first), for a wrong shape or values
+    NaN/infinite."""
+    try:
+        return quantize_events(events, manifest.input, first)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
 
 
 def compare(expected: dict, observed: dict, outputs: list):

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from emulator.arith import to_float
-from emulator.emulator import DEFAULT_BLOCK, Emulator, InputError, Prediction
+from emulator.emulator import DEFAULT_BLOCK, Emulator, InputError, Prediction, check_event_shape
 from emulator.manifest import Manifest
 
 from .codegen import Segment, generate
@@ -120,7 +120,7 @@ class FastEmulator(Emulator):
         if codes.dtype not in allowed:
             raise InputError(f"input codes{self._of(spec)} must be {' or '.join(np.dtype(d).name for d in allowed)} "
                              f"raw codes of {spec.type}, got dtype {codes.dtype}")
-        return np.ascontiguousarray(self._check_shape(codes, spec, f"input codes{self._of(spec)}"))
+        return np.ascontiguousarray(check_event_shape(codes, spec, f"input codes{self._of(spec)}"))
 
     def _reference_input(self, codes: np.ndarray, name: str) -> np.ndarray:
         """A tensor for a reference kernel: int64, and checked against its type when it is a model input (the
