@@ -8,9 +8,13 @@ sources. `first_mismatch` compares against expected codes and names the first di
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,25 +113,37 @@ def cosimulate(manifest: Manifest, input_codes, simulator: str = "verilator", bu
     work = build_root / simulator / digest.hexdigest()[:16]
     work.mkdir(parents=True, exist_ok=True)
     harness_path = work / f"{TOP}.v"
-    if not harness_path.is_file() or harness_path.read_text() != harness:
-        harness_path.write_text(harness)
-    sim.build(sources + [harness_path], TOP, work / "obj", build_args=BUILD_ARGS[simulator])
+    with _exclusive(work / ".build.lock"):  # processes co-simulating one design build it once, one at a time
+        if not harness_path.is_file() or harness_path.read_text() != harness:
+            harness_path.write_text(harness)
+        sim.build(sources + [harness_path], TOP, work / "obj", build_args=BUILD_ARGS[simulator])
     if len(codes) == 0:
         empty = {g.tensor: np.zeros((0, g.size), dtype=np.int64) for g in interface.outputs}
         return CosimResult(empty, 0, 0, 0.0, simulator, 0)
-    run = work / "run"
-    run.mkdir(exist_ok=True)
+    run = Path(tempfile.mkdtemp(prefix="run-", dir=work))  # its own folder: runs of one design may overlap
     (run / COUNT_FILE).write_text(f"{len(codes)}\n")
     _write_inputs(run / INPUTS_FILE, codes, interface.input.width, input_bytes(interface))
-    for name in (ACCEPTED_FILE, OUTPUTS_FILE):
-        (run / name).unlink(missing_ok=True)
     started = time.perf_counter()
     result = sim.test(TEST_MODULE, TOP, work / "obj", test_dir=run,
                       extra_env={"COSIM_MAX_CYCLES": str(2 * len(codes) + 10_000)})
     elapsed = time.perf_counter() - started
     if not result.passed:
-        raise CosimError(f"{simulator} co-simulation did not finish: {result}\n{result.log_tail()}")
-    return _read_record(run, interface, len(codes), elapsed, simulator)
+        raise CosimError(f"{simulator} co-simulation did not finish (its files are in {run}): {result}\n"
+                         f"{result.log_tail()}")
+    record = _read_record(run, interface, len(codes), elapsed, simulator)
+    shutil.rmtree(run, ignore_errors=True)
+    return record
+
+
+@contextmanager
+def _exclusive(lock: Path):
+    """Hold an exclusive lock on the file `lock` (created if missing) for the duration of the block."""
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _checked_codes(manifest: Manifest, input_codes) -> np.ndarray:

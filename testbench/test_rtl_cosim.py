@@ -2,7 +2,9 @@
 clock with the latency it reports; external RTL with the same ports runs through the same path; and mutated RTL
 (one weight bit, one rounding mode) is caught with the first differing output named."""
 
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,20 @@ def test_bad_requests_are_named(tmp_path):
         cosimulate(manifest, stimulus(manifest, 4).astype(float), simulator="icarus", build_dir=BUILD)
     with pytest.raises(CosimError, match="no Verilog sources"):
         cosimulate(manifest, stimulus(manifest, 4), simulator="icarus", build_dir=BUILD, rtl_dir=tmp_path / "none")
+
+
+def _cosimulate_in_process(seed: int, build_dir: str):
+    manifest = small_cnn()
+    codes = stimulus(manifest, 200, seed=seed)
+    return codes, cosimulate(manifest, codes, simulator="icarus", build_dir=build_dir).codes
+
+
+def test_processes_cosimulating_one_design_at_once_each_get_their_events(tmp_path):
+    """Shards of a scaled-out run may co-simulate one design in several processes at once: one build, and a run
+    folder each."""
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = list(pool.map(_cosimulate_in_process, [1, 2, 3], [str(tmp_path)] * 3))
+    emulator = Emulator(small_cnn())
+    for codes, observed in runs:
+        assert first_mismatch(emulator.predict_codes(codes).codes, observed) is None
+    assert not list(tmp_path.glob("icarus/*/run-*")), "a finished run leaves no folder behind"
