@@ -34,6 +34,15 @@ def test_pattern_round_trip(tmp_path_factory, case):
     assert np.array_equal(events_from_pattern(pattern, codes.shape[1], t), codes)
 
 
+def test_widest_signed_fields_round_trip_as_integers(tmp_path):
+    """63-bit signed codes (the case hypothesis found: their sign extension once went through floats)."""
+    t = FixedType(63, 0)
+    codes = np.array([[-3821711885214981764, t.min_code, t.max_code, -1, 0]])
+    path = write_event_pattern(tmp_path / "rx.txt", "board_x", codes, t)
+    out = events_from_pattern(read_pattern(path), codes.shape[1], t)
+    assert out.dtype == np.int64 and np.array_equal(out, codes)
+
+
 def test_packing_layout_is_documented_one():
     t = FixedType(18, 12)
     codes = np.array([[1, -1, 2, 3]])  # 3 fields of 18 bits per word: word 0 = 1 | (2**18-1) << 18 | 2 << 36

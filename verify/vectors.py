@@ -61,8 +61,9 @@ def unpack_words(words: np.ndarray, n: int, width: int, signed: bool) -> np.ndar
     shifts = np.arange(per_word, dtype=np.uint64) * np.uint64(width)
     mask = np.uint64((1 << width) - 1)
     fields = ((words[:, :, None] >> shifts) & mask).reshape(len(words), -1)[:, :n].astype(np.int64)
-    if signed:
-        fields = np.where(fields >= 1 << (width - 1), fields - (1 << width), fields)
+    if signed:  # sign-extend in int64 (2**width itself does not fit in int64 for 63-bit fields)
+        pad = np.int64(64 - width)
+        fields = (fields << pad) >> pad
     return fields
 
 
