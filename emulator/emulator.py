@@ -79,7 +79,8 @@ class Emulator:
     def quantize_inputs(self, x):
         """Float events (N, *input shape) -> input codes (N, n_in), through the firmware's input type (one
         array per input, as a dict by input name, for a model with several inputs)."""
-        codes = {spec.name: self._quantize_input(events, spec) for spec, events in self._per_input(x, "input events")}
+        codes = {spec.name: quantize_events(events, spec, of=self._of(spec))
+                 for spec, events in self._per_input(x, "input events")}
         return self._as_given(codes)
 
     def predict(self, x, block: int = DEFAULT_BLOCK) -> Prediction:
@@ -144,9 +145,6 @@ class Emulator:
     def _as_given(self, per_name: dict):
         """An array for a one-input model, else the dict by input name."""
         return next(iter(per_name.values())) if len(self.manifest.inputs) == 1 else per_name
-
-    def _quantize_input(self, x, spec) -> np.ndarray:
-        return quantize_events(x, spec, of=self._of(spec))
 
     def _checked_input_codes(self, codes, spec) -> np.ndarray:
         codes = np.asarray(codes)

@@ -3,6 +3,8 @@
 import numpy as np
 
 from emulator.coverage import InstrumentedEmulator
+from emulator.coverage.intervals import Enclosure
+from emulator.coverage.residues import settle_ties
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.fixed_type import FixedType
@@ -171,9 +173,6 @@ def dense_on_coarse_batchnorm(seed: int) -> Manifest:
 def test_sum_ties_settled_by_residues_agree_with_every_event():
     """Differential against exhaustion: a tie the residues prove unreachable is hit by none of the 32**3 events,
     every other one is hit by the event they construct."""
-    from emulator.coverage.intervals import Enclosure
-    from emulator.coverage.residues import settle_ties
-
     settled = {"found": 0, "proved": 0}
     for seed in range(12):
         manifest = dense_on_coarse_batchnorm(seed)

@@ -39,7 +39,7 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
     """{objective index: an event (input codes) that reaches it} for the objectives (see
     InstrumentedEmulator.distances) the search reaches from `seeds` (N, n_in) within the budget; objectives that are
     one condition (the copies of an element) are searched once."""
-    keys = [o if isinstance(o, str) else o.key for o in objectives]
+    keys = [condition_key(o) for o in objectives]
     first_of = {}  # condition -> the index of its first objective
     for k, key in enumerate(keys):
         first_of.setdefault(key, k)
@@ -83,6 +83,11 @@ def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndar
             order = np.argsort(distance[k], kind="stable")
             pool[k], distance[k], stuck[k] = pool[k][order], distance[k][order], 0
     return found
+
+
+def condition_key(objective) -> object:
+    """Equal for objectives that are one condition (a bin id, or the key of a code target shared by copies)."""
+    return objective if isinstance(objective, str) else objective.key
 
 
 def threshold_crossings(oracle: InstrumentedEmulator, events: np.ndarray, pairs: int = 512, seed: int = 0) -> np.ndarray:

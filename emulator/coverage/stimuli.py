@@ -30,7 +30,7 @@ from .intervals import Enclosure
 from .preimages import translate
 from .relaxation import lp_proofs, witnesses
 from .residues import settle_ties
-from .search import SearchBudget, guided_search, threshold_crossings
+from .search import SearchBudget, condition_key, guided_search, threshold_crossings
 
 SWEEP = 1 << 15
 """Most codes one coordinate sweep tries: the whole input range when it has no more codes, else a contiguous window
@@ -125,8 +125,7 @@ def _focused_search(oracle: InstrumentedEmulator, bin_ids: list, targets: dict, 
     alone, the copies of an element together."""
     conditions = {}
     for bin_id in bin_ids:
-        objective = targets.get(bin_id, bin_id)
-        conditions.setdefault(objective if isinstance(objective, str) else objective.key, []).append(bin_id)
+        conditions.setdefault(condition_key(targets.get(bin_id, bin_id)), []).append(bin_id)
     alone = dataclasses.replace(budget, events=budget.focus, pool=WIDE_POOL)
     found = {}
     for k, ids in enumerate(conditions.values()):
