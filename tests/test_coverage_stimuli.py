@@ -6,7 +6,7 @@ from emulator.coverage import InstrumentedEmulator
 from emulator.coverage.intervals import Enclosure
 from emulator.coverage.residues import settle_ties
 from emulator.coverage.search import SearchBudget
-from emulator.coverage.stimuli import targeted_stimuli
+from emulator.coverage.stimuli import Stimuli, targeted_stimuli
 from emulator.fixed_type import FixedType
 from emulator.manifest import Layer, Manifest, Tensor
 from test_coverage_manifests import chain_with_heads, cnn, dense, random_codes
@@ -206,3 +206,18 @@ def test_focused_search_reaches_conditions_a_small_joint_search_leaves():
     assert set(focused.missed) < set(joint.missed)
     ids = list(focused.found)
     assert emulator.bin_hits(np.stack([focused.found[b] for b in ids]), ids).diagonal().all()
+
+
+
+def test_bins_missed_but_reached_by_an_event_found_for_another_are_credited():
+    """An event found for one bin that also reaches a bin left missed counts for that bin; the others stay missed."""
+    manifest = cnn()
+    emulator = InstrumentedEmulator(manifest)
+    event = random_codes(manifest, 1, seed=3)
+    report = emulator.cover_codes(event).report
+    reached = [b for b, h in zip(report.bin_ids, report.hits) if h]
+    never = [b for b, h in zip(report.bin_ids, report.hits) if not h]
+    result = Stimuli(found={reached[1]: event[0]}, missed=[reached[0], never[0]])
+    result.credit(emulator, result.events())
+    assert result.missed == [never[0]]
+    assert emulator.bin_hits(result.found[reached[0]][None], [reached[0]]).all()

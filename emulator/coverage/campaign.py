@@ -135,12 +135,7 @@ class Campaign:
                 killers[m.name] = len(targeted)
                 result.first["targeted"][m.name] = len(targeted)
                 targeted = np.concatenate([targeted, event[None]])
-        if killers and stimuli.missed:  # an event found for a mutant may reach bins the coverage search missed
-            extra = targeted[sorted(killers.values())]
-            hits = self.emulator.bin_hits(extra, stimuli.missed)
-            for column in np.flatnonzero(hits.any(axis=0)):
-                stimuli.found[stimuli.missed[column]] = extra[np.argmax(hits[:, column])].copy()
-            stimuli.missed = [b for b in stimuli.missed if b not in stimuli.found]
+        stimuli.credit(self.emulator, targeted[sorted(killers.values())])  # a mutant's event may reach missed bins
         self.seconds["mutation"] += time.perf_counter() - started
         return Result(self.report, stimuli, targeted, killers, result, self.boundary, dict(self.seconds))
 

@@ -58,6 +58,16 @@ class Stimuli:
             return np.empty((0, 0), dtype=np.int64)
         return np.unique(np.stack(list(self.found.values())), axis=0)
 
+    def credit(self, oracle: InstrumentedEmulator, events: np.ndarray) -> None:
+        """Move the missed bins that any of `events` reaches (on `oracle`) to found: an event found for one bin may
+        reach others on its way."""
+        if not self.missed or not len(events):
+            return
+        hits = oracle.bin_hits(events, self.missed)
+        for column in np.flatnonzero(hits.any(axis=0)):
+            self.found[self.missed[column]] = events[np.argmax(hits[:, column])].copy()
+        self.missed = [b for b in self.missed if b not in self.found]
+
 
 def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trigger | None = None,
                      budget: SearchBudget = SearchBudget(), seed: int = 0, enclosure: Enclosure | None = None) -> Stimuli:
@@ -116,6 +126,7 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
             out.found.update(_focused_search(oracle, todo, targets, seeds, budget, seed + 3))
     _verify(manifest, out.found, trigger)
     out.missed = [b for b in bin_ids if b not in out.found and b not in out.unreachable]
+    out.credit(InstrumentedEmulator(manifest, trigger), out.events())
     return out
 
 
