@@ -7,9 +7,10 @@ import pytest
 
 from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
 from emulator.coverage.intervals import Enclosure
-from emulator.coverage.relaxation import LinearProgram, lp_proofs
+from emulator.coverage.relaxation import MARGIN, LinearProgram, lp_proofs
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
+from emulator.emulator import Emulator
 from emulator.fixed_type import FixedType
 from emulator.manifest import Layer, Manifest, Tensor
 from test_coverage_manifests import autoencoder_head, chain_with_heads, cnn, dense, random_codes
@@ -170,3 +171,37 @@ def test_a_tightened_argument_keeps_the_lines_of_its_piece():
     exact = 2 * 127 * 2 ** (8 - 4)  # 2 max(x0) in out's codes (8 fractional bits; x has 4)
     assert LinearProgram(manifest, enclosure, "out").bound("out", 0, True) <= exact + 16  # the casts' slack
     # (the chords of the whole range allowed 6118)
+
+
+def coarse_pooling(seed: int) -> Manifest:
+    """dense (dropping bits, RND_CONV), relu onto 4 bits, average of 3 (a C division), dense: a chain of coarse casts
+    whose rounding a relaxation must model exactly to bound the output by its true maximum."""
+    rng = np.random.default_rng(seed)
+    w = T("ap_fixed<4,2>")
+    fc = dense("fc", "x", 3, 6, w, w, T("ap_fixed<16,8>"), T("ap_fixed<8,3,AP_RND_CONV,AP_SAT>"), rng)
+    relu = Layer("relu", "relu", ["fc"], (6,), T("ap_ufixed<4,2,AP_RND_CONV,AP_SAT>"))
+    image = Layer("image", "reshape", ["relu"], (3, 1, 2), T("ap_ufixed<4,2,AP_RND_CONV,AP_SAT>"))
+    pool = Layer("pool", "avgpool2d", ["image"], (1, 1, 2), T("ap_ufixed<4,2,AP_RND_CONV,AP_SAT>"),
+                 {"accum": T("ap_fixed<7,5>")},
+                 dict(in_height=3, in_width=1, n_filt=2, pool_height=3, pool_width=1, out_height=1, out_width=1,
+                      stride_height=3, stride_width=1, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0,
+                      count_pad=False))
+    flat = Layer("flat", "reshape", ["pool"], (2,), T("ap_ufixed<4,2,AP_RND_CONV,AP_SAT>"))
+    out = dense("out", "flat", 2, 1, w, w, T("ap_fixed<16,8>"), T("ap_fixed<12,6,AP_RND_CONV,AP_SAT>"),
+                weight=[[4], [-3]], bias=[0])
+    return Manifest("coarse_pooling", [Tensor("x", (3,), T("ap_fixed<5,3>"))], [fc, relu, image, pool, flat, out],
+                    ["out"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mixed_integer_bound_of_an_element_is_its_true_extreme(seed):
+    """Every cast's rounding (the C division of the average included) modelled to the code, on integer codes: the
+    mixed-integer program over the output's cone bounds it by its maximum and minimum over all 32^3 events."""
+    manifest = coarse_pooling(seed)
+    t = manifest.input.type
+    codes = np.stack(np.meshgrid(*[np.arange(t.min_code, t.max_code + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    out = Emulator(manifest).predict_codes(codes).code[:, 0]
+    program = LinearProgram(manifest, Enclosure(manifest), "out", 0)
+    high, low = program.bound("out", 0, True, seconds=10.0), program.bound("out", 0, False, seconds=10.0)
+    assert out.max() <= high < out.max() + MARGIN + 1
+    assert out.min() - MARGIN - 1 < low <= out.min()

@@ -39,7 +39,7 @@ class Relation:
     source: np.ndarray | None = None
     weights: np.ndarray | None = None
     offset: np.ndarray | None = None
-    slack: float = 0.0
+    slack: float | np.ndarray = 0.0  # per output, or one for all
     split: np.ndarray | None = None  # (P, n) sorted codes cutting each argument range into P + 1 pieces,
     split_low: np.ndarray | None = None  # and the lines' offsets on each piece, (P + 1, K, n) (inf: no codes)
     split_high: np.ndarray | None = None
@@ -201,16 +201,25 @@ class AffineBounds:
         if not (fits(accum.lo, accum.hi) or fits(partial_lo, partial_hi)):  # a window sum may saturate
             return None
         _tighten(accum, partial_lo, partial_hi)
+        offset, slack = _division(accum.lo, accum.hi, count)
         lower, upper = lower / count[:, None], upper / count[:, None]
-        lower[:, -1] -= 1
-        upper[:, -1] += 1
+        lower[:, -1] += offset - slack
+        upper[:, -1] += offset + slack
         q_lo, q_hi = self.bounds(lower, upper)
         _tighten(result, q_lo, q_hi)
         weights = np.zeros((len(window), len(x_lower)))
         for column in window.T:
             rows = np.flatnonzero(column >= 0)
             weights[rows, column[rows]] += one[0] / count[rows]
-        return self._cast(layer, lower, upper, result, weights, np.zeros(len(window)), 1.0)
+        return self._cast(layer, lower, upper, result, weights, offset, slack)
+
+
+def _division(lo, hi, count) -> tuple:
+    """(offset, slack) per output: the C quotient of a sum in [lo, hi] by `count` lies within sum / count + offset
+    +- slack (it truncates toward zero: down for a sum that is never negative, up for one never positive)."""
+    half = (count - 1) / (2.0 * count)
+    offset = np.where(lo >= 0, -half, np.where(hi <= 0, half, 0.0))
+    return offset, np.where((lo >= 0) | (hi <= 0), half, 2 * half)
 
 
 # ---- lines for one-code functions ------------------------------------------------------------------------------
@@ -353,7 +362,7 @@ def _compose(x_lower, x_upper, a_low, b_low, a_high, b_high) -> tuple:
 
 def _cast_lines(v_lo, v_hi, site):
     """Candidate lines (alpha, low, high) bounding the codes of site.type cast from values v (codes on the
-    2^-source_frac grid) in [v_lo, v_hi]: clip(v * 2^-shift) within one code, exact at its breakpoints; then the
+    2^-source_frac grid) in [v_lo, v_hi]: clip(v * 2^-shift) within its rounding, exact at its breakpoints; then the
     codes just below its two knees as splits, and the lines' offsets on each of the three pieces; None for a
     wrapping or zeroing type that could overflow."""
     t = site.type
@@ -367,7 +376,9 @@ def _cast_lines(v_lo, v_hi, site):
     pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
     alpha = np.stack([np.zeros_like(l), np.full_like(l, scale)]
                      + [_slope(points[i], values[i], points[j], values[j]) for i, j in pairs])
-    margin = 1 + 1e-9 * (np.abs(alpha) * np.maximum(np.abs(l), np.abs(u)) + 1)
+    error = _rounding_error(t, site.source_frac - t.fractional)
+    tolerance = 1e-9 * (np.abs(alpha) * np.maximum(np.abs(l), np.abs(u)) + 1)
+    margin = (error[0] - tolerance, error[1] + tolerance)
     low, high = _offsets(alpha, points, values, margin)
     split = np.stack([np.floor(np.full_like(l, t.min_code / scale)), np.floor(np.full_like(l, t.max_code / scale))])
     ends = [(l, np.minimum(split[0], u)), (np.maximum(split[0] + 1, l), np.minimum(split[1], u)),
@@ -378,11 +389,26 @@ def _cast_lines(v_lo, v_hi, site):
             np.stack([p[1] for p in pieces]))
 
 
+def _rounding_error(t, shift: int) -> tuple:
+    """(low, high): how far a code of type t cast from a value dropping `shift` fractional bits lies from the value
+    scaled exactly (0 when none are dropped); SAT_SYM's most negative code may move up one."""
+    if shift <= 0:
+        low, high = 0.0, 0.0
+    elif t.rounding == "TRN":
+        low, high = -(1 - 2.0 ** -shift), 0.0
+    elif t.rounding == "TRN_ZERO":
+        low, high = -(1 - 2.0 ** -shift), 1 - 2.0 ** -shift
+    else:  # the RND modes round to the nearest code
+        low, high = -0.5, 0.5
+    return low, high + (1.0 if t.overflow == "SAT_SYM" else 0.0)
+
+
 def _offsets(alpha, points, values, margin, empty=None) -> tuple:
     """(low, high): the offsets making each candidate line a lower and an upper bound of a piecewise linear
-    function known at its breakpoints `points` (points, elements), widened by `margin`; infinite where `empty`."""
+    function known at its breakpoints `points` (points, elements), widened by `margin` (low, high: what the cast's
+    rounding adds to the function); infinite where `empty`."""
     gap = values[None] - alpha[:, None] * points[None]  # (candidates, points, elements)
-    low, high = gap.min(axis=1) - margin, gap.max(axis=1) + margin
+    low, high = gap.min(axis=1) + margin[0], gap.max(axis=1) + margin[1]
     if empty is not None:
         low, high = np.where(empty, np.inf, low), np.where(empty, -np.inf, high)
     return low, high

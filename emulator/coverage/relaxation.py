@@ -29,47 +29,57 @@ MARGIN = 2.0
 
 class LinearProgram:
     """The relaxation of the layers between the basis and `last` (its ancestors), ready to bound any of their
-    output codes or pre-cast sums."""
+    output codes or pre-cast sums; with `element`, only of the elements that element of `last` depends on (its
+    cone: a smaller program, for the mixed-integer bound of one element)."""
 
-    def __init__(self, manifest: Manifest, enclosure, last: str):
+    def __init__(self, manifest: Manifest, enclosure, last: str, element: int | None = None):
         affine = enclosure.affine
-        self.basis, self.basis_size = affine.basis, len(enclosure.outputs[affine.basis][0])
+        self.basis = affine.basis
         wanted = _ancestors(manifest, last, affine.basis)
-        self.index, bounds = {}, []
+        cone = _cone(manifest, affine, wanted, last, element) if element is not None else {}
+        self.variable, bounds = {}, []  # tensor (or "layer:sum") -> its variable per element, -1 outside the cone
+
+        def add(name: str, lo, hi) -> None:
+            whole = np.arange(len(lo))
+            elements = cone.get(name.split(":")[0], whole[:0]) if cone else whole
+            self.variable[name] = np.full(len(lo), -1)
+            self.variable[name][elements] = len(bounds) + np.arange(len(elements))
+            bounds.extend(zip(np.asarray(lo)[elements].tolist(), np.asarray(hi)[elements].tolist()))
+
         for name in [affine.basis] + [layer.name for layer in manifest.layers if layer.name in wanted]:
-            lo, hi = enclosure.outputs[name]
-            self.index[name] = len(bounds)
-            bounds += list(zip(lo.tolist(), hi.tolist()))
+            add(name, *enclosure.outputs[name])
             relation = affine.relations.get(name)
             if relation is not None and relation.weights is not None:
                 hull = enclosure.sites[name]["result"]
-                self.index[f"{name}:sum"] = len(bounds)
-                bounds += list(zip(hull.lo.tolist(), hull.hi.tolist()))
+                add(f"{name}:sum", hull.lo, hull.hi)
         self.bounds = bounds
+        self.basis_box = enclosure.outputs[affine.basis]
         rows, self.splits = _Rows(), []
         for name in wanted:
             relation = affine.relations.get(name)
             layer = manifest.layer(name)
             parent = layer.inputs[0]
-            if relation is None or parent not in self.index:
+            if relation is None or parent not in self.variable:
                 continue  # the output is only held within its enclosure
-            y = self.index[name] + np.arange(layer.size)
+            elements = np.flatnonzero(self.variable[name] >= 0)
+            y = self.variable[name][elements]
             if relation.weights is None:
-                live = relation.source >= 0
-                argument = self.index[parent] + relation.source
-                _lines(rows, y[live], argument[live], relation.alpha[:, live], relation.low[:, live],
-                       relation.high[:, live])
-                self._add_splits(rows, relation, y[live], argument[live], np.flatnonzero(live))
+                live = relation.source[elements] >= 0
+                e = elements[live]
+                argument = self.variable[parent][relation.source[e]]
+                _lines(rows, y[live], argument, relation.alpha[:, e], relation.low[:, e], relation.high[:, e])
+                self._add_splits(rows, relation, y[live], argument, e)
             else:
-                s = self.index[f"{name}:sum"] + np.arange(len(relation.offset))
-                x = self.index[parent]
-                r, c = np.nonzero(relation.weights)
+                sums = self.variable[f"{name}:sum"][elements]
+                r, c = np.nonzero(relation.weights[elements])
+                x = self.variable[parent][c]
                 for sign in (1.0, -1.0):  # sign * (s - W x) <= sign * offset + slack
-                    rows.add(np.r_[np.arange(len(s)), r], np.r_[s, x + c],
-                             np.r_[np.full(len(s), sign), -sign * relation.weights[r, c]],
-                             sign * relation.offset + relation.slack)
-                _lines(rows, y, s, relation.alpha, relation.low, relation.high)
-                self._add_splits(rows, relation, y, s, np.arange(len(y)))
+                    rows.add(np.r_[np.arange(len(sums)), r], np.r_[sums, x],
+                             np.r_[np.full(len(sums), sign), -sign * relation.weights[elements[r], c]],
+                             sign * relation.offset[elements] + np.broadcast_to(relation.slack, relation.offset.shape)[elements])
+                _lines(rows, y, sums, relation.alpha[:, elements], relation.low[:, elements],
+                       relation.high[:, elements])
+                self._add_splits(rows, relation, y, sums, elements)
         self.matrix, self.rhs = rows.build(len(bounds))
 
     def _add_splits(self, rows, relation, y, a, elements) -> None:
@@ -101,13 +111,17 @@ class LinearProgram:
         """(the widened bound or None, the basis codes of the best solution found or None); `seconds` > 0 solves
         the mixed-integer program within that time."""
         cost = np.zeros(len(self.bounds))
-        cost[self.index[name] + element] = -1.0 if maximise else 1.0
+        cost[self.variable[name][element]] = -1.0 if maximise else 1.0
         if seconds > 0 and self.splits:
             value, x = self._integer_solve(cost, seconds)
         else:
             result = linprog(cost, A_ub=self.matrix, b_ub=self.rhs, bounds=self.bounds, method="highs")
             value, x = (result.fun, result.x) if result.status == 0 else (None, None)
-        basis = None if x is None else x[self.index[self.basis]:self.index[self.basis] + self.basis_size]
+        basis = None
+        if x is not None:  # elements outside the cone at the code of their range nearest zero
+            basis = np.clip(0.0, *(np.asarray(v, dtype=np.float64) for v in self.basis_box))
+            inside = self.variable[self.basis] >= 0
+            basis[inside] = x[self.variable[self.basis][inside]]
         if value is None:
             return None, basis
         value = -value if maximise else value
@@ -123,7 +137,7 @@ class LinearProgram:
         lo, hi = np.array(self.bounds, dtype=np.float64).T
         with _quiet():
             result = milp(np.r_[cost, np.zeros(n_binary)],
-                          integrality=np.r_[np.zeros(len(cost)), np.ones(n_binary)],
+                          integrality=np.ones(len(cost) + n_binary),
                           bounds=Bounds(np.r_[lo, np.zeros(n_binary)], np.r_[hi, np.ones(n_binary)]),
                           constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
         bound = getattr(result, "mip_dual_bound", None)
@@ -195,6 +209,25 @@ def _lines(rows: _Rows, y, a, alpha, low, high) -> None:
                      offset[ok])
 
 
+def _cone(manifest: Manifest, affine, wanted: list, last: str, element: int) -> dict:
+    """{tensor: the sorted elements that element `element` of `last` depends on through the relations}, for `last`,
+    its ancestors `wanted` and the basis."""
+    needed = {last: {element}}
+    for name in reversed(wanted):
+        relation = affine.relations.get(name)
+        parent = manifest.layer(name).inputs[0]
+        rows = np.array(sorted(needed.get(name, ())), dtype=np.int64)
+        if relation is None or parent not in wanted + [affine.basis] or not len(rows):
+            continue
+        if relation.weights is None:
+            sources = relation.source[rows]
+            parents = sources[sources >= 0]
+        else:
+            parents = np.flatnonzero(relation.weights[rows].any(axis=0))
+        needed.setdefault(parent, set()).update(parents.tolist())
+    return {name: np.array(sorted(elements), dtype=np.int64) for name, elements in needed.items()}
+
+
 def _ancestors(manifest: Manifest, last: str, basis: str) -> list:
     """Layer names from after the basis up to `last` that `last` depends on, in manifest order."""
     needed, stack = set(), [last]
@@ -219,11 +252,11 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
                 if same[target.key] is not None:
                     proofs[bin_id] = same[target.key]
                 continue
-        program = _program(manifest, enclosure, programs, bin_id, target)
-        if program is None:
+        if _program(manifest, enclosure, programs, bin_id, target) is None:
             continue
         attempts = [(0.0, "linear relaxation")] + ([(seconds, "mixed-integer relaxation")] if seconds else [])
         for limit, how in attempts:
+            program = _program(manifest, enclosure, programs, bin_id, target, cone=limit > 0)
             proof = _prove(program, enclosure, bin_id, target, limit)
             if proof is not None:
                 proofs[bin_id] = f"{how}: {proof}"
@@ -233,17 +266,18 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
     return proofs
 
 
-def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target):
-    """The program (kept in `programs` by last layer) that bounds what `bin_id` depends on: its code target's
-    anchor, or its layer's pre-cast sums; None for a bin no program bounds."""
-    layer, site = bin_id.split("/")[:2]
-    name = target.layer if target is not None else layer
+def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target, cone: bool = False):
+    """The program (kept in `programs` by last layer, and element for a `cone`) that bounds what `bin_id` depends
+    on: its code target's anchor, or its layer's pre-cast sums; None for a bin no program bounds."""
+    layer, site, element = bin_id.split("/")[:3]
+    name, element = (target.layer, target.element) if target is not None else (layer, int(element))
     relation = enclosure.affine.relations.get(name)
     if relation is None or (target is None and (site != "result" or relation.weights is None)):
         return None
-    if name not in programs:
-        programs[name] = LinearProgram(manifest, enclosure, name)
-    return programs[name]
+    key = (name, element if cone else None)
+    if key not in programs:
+        programs[key] = LinearProgram(manifest, enclosure, *key)
+    return programs[key]
 
 
 def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
@@ -275,14 +309,19 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
 
 
 def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float, limit: int = 32) -> np.ndarray:
-    """Input events from the best solutions, within `seconds` each, of the mixed-integer program (the linear one for
-    0) pushing toward the bins (at most `limit`): the relaxation's optimum, mapped back to input codes, lies near
-    events that reach them; starts for a search."""
-    programs, basis = {}, []
-    for bin_id in bin_ids[:limit]:
+    """Input events from the best solutions, within `seconds` each, of the mixed-integer program over the bin's cone
+    (the linear one for 0) pushing toward the bins (at most `limit` conditions): the relaxation's optimum, mapped back
+    to input codes, lies near events that reach them (or reaches them); starts for a search."""
+    programs, basis, done = {}, [], set()
+    for bin_id in bin_ids:
         layer, site, element, kind = bin_id.split("/")
         target = targets.get(bin_id)
-        program = _program(manifest, enclosure, programs, bin_id, target)
+        if target is not None and target.key in done:  # copies of an element share one target
+            continue
+        if len(done) == limit:
+            break
+        done.add(bin_id if target is None else target.key)
+        program = _program(manifest, enclosure, programs, bin_id, target, cone=seconds > 0)
         if program is None:
             continue
         if target is not None:
