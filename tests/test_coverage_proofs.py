@@ -7,7 +7,8 @@ import pytest
 
 from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
 from emulator.coverage.intervals import Enclosure
-from emulator.coverage.relaxation import MARGIN, LinearProgram, lp_proofs
+from emulator.coverage.preimages import CodeTarget
+from emulator.coverage.relaxation import MARGIN, LinearProgram, _sides, lp_proofs
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.emulator import Emulator
@@ -205,3 +206,12 @@ def test_mixed_integer_bound_of_an_element_is_its_true_extreme(seed):
     high, low = program.bound("out", 0, True, seconds=10.0), program.bound("out", 0, False, seconds=10.0)
     assert out.max() <= high < out.max() + MARGIN + 1
     assert out.min() - MARGIN - 1 < low <= out.min()
+
+
+def test_only_the_bounds_that_can_rule_a_target_out_are_solved():
+    """A target at the top of its anchor's range is ruled out by a maximum only; one inside it by either bound."""
+    top = CodeTarget("fc", 0, np.array([465]), np.array([600]))
+    inside = CodeTarget("fc", 0, np.array([1]), np.array([16]))
+    assert _sides(top, -165.0, 600.0) == (True,)
+    assert _sides(inside, -165.0, 600.0) == (True, False)
+    assert _sides(inside, 1.0, 600.0) == (False,)

@@ -286,7 +286,7 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     if target is not None:
         name, e = target.layer, target.element
         lo, hi = (float(v[e]) for v in enclosure.outputs[name])
-        for maximise in (True, False):
+        for maximise in _sides(target, lo, hi):
             value = program.bound(name, e, maximise, seconds)
             if value is not None:
                 lo, hi = (lo, min(hi, value)) if maximise else (max(lo, value), hi)
@@ -325,7 +325,8 @@ def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
         if program is None:
             continue
         if target is not None:
-            sides = [(target.layer, target.element, True), (target.layer, target.element, False)]
+            lo, hi = (float(v[target.element]) for v in enclosure.outputs[target.layer])
+            sides = [(target.layer, target.element, maximise) for maximise in _sides(target, lo, hi)]
         else:
             sides = [(f"{layer}:sum", int(element), kind in ("sat_high", "at_max", "wrap"))]
         for variable, e, maximise in sides:
@@ -356,6 +357,13 @@ def basis_to_input(manifest: Manifest, basis: str, values: np.ndarray) -> np.nda
         best = np.where(better, nearest, best)
         chosen = np.where(better, codes[row], chosen)
     return chosen
+
+
+def _sides(target, lo: float, hi: float) -> tuple:
+    """Which bounds of the target's anchor, held in [lo, hi], can prove it missed: its maximum (True) unless the
+    target holds the code lo, its minimum (False) unless it holds hi."""
+    lo, hi = np.ceil(lo), np.floor(hi)
+    return tuple(side for side, end in ((True, lo), (False, hi)) if not _meets(target, end, end))
 
 
 def _meets(target, lo: float, hi: float) -> bool:
