@@ -4,7 +4,9 @@ cast, the exact sums of dense, convolution and pooling layers) as a constraint, 
 Maximising or minimising one output code or pre-cast sum bounds it over the whole input range, more tightly than
 the affine forms, which keep one line per element. The mixed-integer version adds, per element-local function
 whose input range spans its split code (the kink of a ReLU, the knee of a saturation), a binary choosing the side,
-with the lines of that side: the relaxation is then exact up to the lines' slack.
+with the lines of that side, keeps the codes of narrow variables integral (a cast's lines then pin its code, since
+they carry only its rounding's error) and covers the cone of the one element bounded: on coarse grids it is then
+exact.
 
 The programs are solved in floating point (HiGHS; the mixed-integer bound is the solver's proven dual bound
 within a time limit); a bound is widened by a margin before it proves anything.
@@ -25,6 +27,9 @@ from emulator.plan import plan_layer
 
 MARGIN = 2.0
 """Codes a bound is widened by, on top of a relative 1e-7, against the solver's tolerances."""
+INTEGRAL_RANGE = 1024
+"""Codes a variable may span and still be kept integral by the mixed-integer program: on a coarse grid (a 4-bit
+activation) the code is what rounding decides; a wide one, nearly continuous, would only slow the solver down."""
 
 
 class LinearProgram:
@@ -137,7 +142,7 @@ class LinearProgram:
         lo, hi = np.array(self.bounds, dtype=np.float64).T
         with _quiet():
             result = milp(np.r_[cost, np.zeros(n_binary)],
-                          integrality=np.ones(len(cost) + n_binary),
+                          integrality=np.r_[hi - lo <= INTEGRAL_RANGE, np.ones(n_binary)],
                           bounds=Bounds(np.r_[lo, np.zeros(n_binary)], np.r_[hi, np.ones(n_binary)]),
                           constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
         bound = getattr(result, "mip_dual_bound", None)
