@@ -78,10 +78,11 @@ class LinearProgram:
                 sums = self.variable[f"{name}:sum"][elements]
                 r, c = np.nonzero(relation.weights[elements])
                 x = self.variable[parent][c]
+                slack = np.broadcast_to(relation.slack, relation.offset.shape)[elements]
                 for sign in (1.0, -1.0):  # sign * (s - W x) <= sign * offset + slack
                     rows.add(np.r_[np.arange(len(sums)), r], np.r_[sums, x],
                              np.r_[np.full(len(sums), sign), -sign * relation.weights[elements[r], c]],
-                             sign * relation.offset[elements] + np.broadcast_to(relation.slack, relation.offset.shape)[elements])
+                             sign * relation.offset[elements] + slack)
                 _lines(rows, y, sums, relation.alpha[:, elements], relation.low[:, elements],
                        relation.high[:, elements])
                 self._add_splits(rows, relation, y, sums, elements)
