@@ -100,9 +100,9 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
             out.found.update(found)
             out.unreachable.update(impossible)
     todo = [b for b in todo if b not in out.found and b not in out.unreachable]
+    oracle = InstrumentedEmulator(manifest, trigger)
     if todo:
         seeds = _seeds(manifest, data_codes, out.found, seed)
-        oracle = InstrumentedEmulator(manifest, trigger)
         if any(b.split("/")[1] == TRIGGER_SITE for b in todo):  # start from events either side of the threshold
             seeds = np.concatenate([seeds, threshold_crossings(oracle, seeds, seed=seed)])
         reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, budget, seed)
@@ -124,9 +124,9 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
         todo = [b for b in todo if b not in out.found]
         if todo and budget.focus:
             out.found.update(_focused_search(oracle, todo, targets, seeds, budget, seed + 3))
-    _verify(manifest, out.found, trigger)
+    _verify(oracle, out.found)
     out.missed = [b for b in bin_ids if b not in out.found and b not in out.unreachable]
-    out.credit(InstrumentedEmulator(manifest, trigger), out.events())
+    out.credit(oracle, out.events())
     return out
 
 
@@ -298,12 +298,12 @@ def _input_chain(manifest: Manifest, layer, basis: str):
         chain.insert(0, parent)
 
 
-def _verify(manifest, found: dict, trigger) -> None:
+def _verify(oracle: InstrumentedEmulator, found: dict) -> None:
     """Check every event on the instrumented emulator of the whole model; one that misses its bin is a bug."""
     if not found:
         return
     ids = list(found)
-    hits = InstrumentedEmulator(manifest, trigger).bin_hits(np.stack([found[b] for b in ids]), ids)
+    hits = oracle.bin_hits(np.stack([found[b] for b in ids]), ids)
     for k, bin_id in enumerate(ids):
         if not hits[k, k]:
             raise RuntimeError(f"stimulus for {bin_id} does not reach it on the whole model")
