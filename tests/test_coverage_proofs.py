@@ -8,7 +8,7 @@ import pytest
 from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
 from emulator.coverage.intervals import Enclosure
 from emulator.coverage.preimages import CodeTarget
-from emulator.coverage.relaxation import MARGIN, LinearProgram, _sides, lp_proofs
+from emulator.coverage.relaxation import MARGIN, LinearProgram, _sides, bottleneck, lp_proofs
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.emulator import Emulator
@@ -215,3 +215,37 @@ def test_only_the_bounds_that_can_rule_a_target_out_are_solved():
     assert _sides(top, -165.0, 600.0) == (True,)
     assert _sides(inside, -165.0, 600.0) == (True, False)
     assert _sides(inside, 1.0, 600.0) == (False,)
+
+
+def through_two_codes(seed: int) -> Manifest:
+    """An autoencoder in miniature: three inputs, a coarse ReLU, a code of two elements (`mid`), and a decoder (dense,
+    coarse ReLU, dense) that reads nothing else: `mid` is its bottleneck."""
+    rng = np.random.default_rng(seed)
+    w, acc, coarse = T("ap_fixed<4,2>"), T("ap_fixed<16,8>"), T("ap_ufixed<4,2,AP_RND_CONV,AP_SAT>")
+    layers = [dense("fc", "x", 3, 4, w, w, acc, T("ap_fixed<8,3,AP_RND_CONV,AP_SAT>"), rng),
+              Layer("relu", "relu", ["fc"], (4,), coarse),
+              dense("mid", "relu", 4, 2, w, w, acc, T("ap_fixed<6,3,AP_RND_CONV,AP_SAT>"), rng),
+              dense("fc2", "mid", 2, 4, w, w, acc, T("ap_fixed<8,3,AP_RND_CONV,AP_SAT>"), rng),
+              Layer("relu2", "relu", ["fc2"], (4,), coarse),
+              dense("out", "relu2", 4, 1, w, w, acc, T("ap_fixed<12,6,AP_RND_CONV,AP_SAT>"), rng)]
+    return Manifest("two_codes", [Tensor("x", (3,), T("ap_fixed<5,3>"))], layers, ["out"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_program_after_a_bottleneck_bounds_the_decoder_over_the_code_box(seed):
+    """The program from `mid` bounds `out` over every code in mid's enclosure (exhaustive over that box, which holds
+    more than the encoder reaches: a program that kept the encoder would bound `out` more tightly than the box
+    allows); exact: on the ReLU's linear piece its least squares line has the ratio of the grids as slope, so its
+    lines pin the 4-bit code (the pieces' chords alone left it a code of play on these seeds)."""
+    manifest = through_two_codes(seed)
+    enclosure = Enclosure(manifest)
+    assert bottleneck(manifest, "x", "out") == "mid" and bottleneck(manifest, "x", "relu") is None
+    lo, hi = enclosure.outputs["mid"]
+    box = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 2)
+    decoder = Manifest("decoder", [Tensor("mid", (2,), manifest.layer("mid").result)], manifest.layers[3:], ["out"])
+    out = Emulator(decoder).predict_codes(box).code[:, 0]
+    program = LinearProgram(manifest, enclosure, "out", 0, basis="mid")
+    assert program.basis == "mid" and "fc" not in program.variable
+    high, low = program.bound("out", 0, True, seconds=10.0), program.bound("out", 0, False, seconds=10.0)
+    assert out.max() <= high < out.max() + MARGIN + 1
+    assert out.min() - MARGIN - 1 < low <= out.min()

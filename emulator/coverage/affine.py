@@ -133,6 +133,8 @@ class AffineBounds:
             for codes in chunks:
                 lines.cut(codes, run(codes))
             lines.finish_cutting()
+        for codes in chunks:
+            lines.fit_pieces(codes, run(codes))
         lines.fix_slopes()
         for codes in chunks:
             lines.offsets(codes, run(codes))
@@ -228,10 +230,11 @@ class _Lines:
     chord, and the secants between SAMPLES evenly spaced codes), then for each the offsets making it a lower and an
     upper bound at every code. And cut codes, for a linear program that may choose the piece (relaxation.py): the
     code where f strays furthest from its chord, then in each piece the code where f strays furthest from the
-    piece's chord (LEVELS times), with the offsets again on every piece between them (the chords of the pieces
-    join the candidate slopes).
+    piece's chord (LEVELS times), with the offsets again on every piece between them (the chords and the least
+    squares lines of the pieces join the candidate slopes: on a piece where f is a cast onto a coarser grid, the
+    least squares slope is the ratio of the grids, and its offsets are the rounding's error alone).
 
-    Each pass (fit, cut per level, offsets) sees every code once, in chunks."""
+    Each pass (fit, cut per level, fit per piece, offsets) sees every code once, in chunks."""
 
     SAMPLES = 5
     LEVELS = 2
@@ -257,17 +260,28 @@ class _Lines:
         for k, point in enumerate(self.points):
             self.at_points[k] += np.where(codes[:, None] == point, f, 0.0).sum(0)
 
+    def fit_pieces(self, codes, f):
+        """After the cuts: the sums of the least squares line of every piece."""
+        if not hasattr(self, "piece_sums"):
+            self.piece_sums = np.zeros((len(self.cuts) + 1, *self.sums.shape))
+        f = f.astype(np.float64)
+        piece = self._piece(codes)
+        q = codes[:, None].astype(np.float64)
+        for k in range(len(self.cuts) + 1):
+            mine = self._mask(codes) & (piece == k)
+            qk, fk = np.where(mine, q, 0.0), np.where(mine, f, 0.0)
+            self.piece_sums[k] += np.stack([mine.sum(0), qk.sum(0), (qk * qk).sum(0), fk.sum(0), (qk * fk).sum(0)])
+
     def fix_slopes(self):
-        """After `fit` and the cuts: the candidate slopes, (candidates, elements), the chord of every piece among
-        them."""
-        n, sq, sqq, sf, sqf = self.sums
-        var = sqq - sq * sq / np.maximum(n, 1)
-        fit = np.where(var > 0, (sqf - sq * sf / np.maximum(n, 1)) / np.where(var > 0, var, 1), 0.0)
+        """After `fit`, the cuts and `fit_pieces`: the candidate slopes, (candidates, elements), the chord and the
+        least squares slope of every piece among them."""
+        fit = _least_squares(self.sums)
+        fits = [_least_squares(sums) for sums in self.piece_sums]
         secants = [_slope(self.points[i], self.at_points[i], self.points[j], self.at_points[j])
                    for i, j in [(0, self.SAMPLES - 1)] + [(k, k + 1) for k in range(self.SAMPLES - 1)]]
         ends, values = self._ends()
         chords = [_slope(ends[k], values[k], ends[k + 1], values[k + 1]) for k in range(len(ends) - 1)]
-        self.alpha = np.stack([np.zeros_like(fit), fit, *secants, *chords])
+        self.alpha = np.stack([np.zeros_like(fit), fit, *secants, *chords, *fits])
         self.low = np.full(self.alpha.shape, np.inf)
         self.high = np.full(self.alpha.shape, -np.inf)
         self.piece_low = np.full((len(self.cuts) + 1, *self.alpha.shape), np.inf)
@@ -335,6 +349,13 @@ class _Lines:
         """(alpha, low, high), (candidates, elements), with a margin for the float arithmetic."""
         margin = 1e-9 * (np.abs(self.alpha) * np.maximum(np.abs(self.l), np.abs(self.u)) + 1)
         return self.alpha, self.low - margin, self.high + margin
+
+
+def _least_squares(sums) -> np.ndarray:
+    """The slope of the least squares line from its sums (count, sum q, sum q^2, sum f, sum q f); 0 for one code."""
+    n, sq, sqq, sf, sqf = sums
+    var = sqq - sq * sq / np.maximum(n, 1)
+    return np.where(var > 0, (sqf - sq * sf / np.maximum(n, 1)) / np.where(var > 0, var, 1), 0.0)
 
 
 def _slope(x0, y0, x1, y1):

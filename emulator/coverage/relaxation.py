@@ -35,13 +35,15 @@ activation) the code is what rounding decides; a wide one, nearly continuous, wo
 class LinearProgram:
     """The relaxation of the layers between the basis and `last` (its ancestors), ready to bound any of their
     output codes or pre-cast sums; with `element`, only of the elements that element of `last` depends on (its
-    cone: a smaller program, for the mixed-integer bound of one element)."""
+    cone: a smaller program, for the mixed-integer bound of one element). `basis` replaces the affine basis by a
+    tensor every path to `last` passes through (a `bottleneck`), held within its enclosure: a looser but much smaller
+    program, of what lies after it."""
 
-    def __init__(self, manifest: Manifest, enclosure, last: str, element: int | None = None):
+    def __init__(self, manifest: Manifest, enclosure, last: str, element: int | None = None, basis: str | None = None):
         affine = enclosure.affine
-        self.basis = affine.basis
-        wanted = _ancestors(manifest, last, affine.basis)
-        cone = _cone(manifest, affine, wanted, last, element) if element is not None else {}
+        self.basis = basis or affine.basis
+        wanted = _ancestors(manifest, last, self.basis)
+        cone = _cone(manifest, affine, wanted, last, element, self.basis) if element is not None else {}
         self.variable, bounds = {}, []  # tensor (or "layer:sum") -> its variable per element, -1 outside the cone
 
         def add(name: str, lo, hi) -> None:
@@ -51,14 +53,14 @@ class LinearProgram:
             self.variable[name][elements] = len(bounds) + np.arange(len(elements))
             bounds.extend(zip(np.asarray(lo)[elements].tolist(), np.asarray(hi)[elements].tolist()))
 
-        for name in [affine.basis] + [layer.name for layer in manifest.layers if layer.name in wanted]:
+        for name in [self.basis] + [layer.name for layer in manifest.layers if layer.name in wanted]:
             add(name, *enclosure.outputs[name])
             relation = affine.relations.get(name)
             if relation is not None and relation.weights is not None:
                 hull = enclosure.sites[name]["result"]
                 add(f"{name}:sum", hull.lo, hull.hi)
         self.bounds = bounds
-        self.basis_box = enclosure.outputs[affine.basis]
+        self.basis_box = enclosure.outputs[self.basis]
         rows, self.splits = _Rows(), []
         for name in wanted:
             relation = affine.relations.get(name)
@@ -215,7 +217,7 @@ def _lines(rows: _Rows, y, a, alpha, low, high) -> None:
                      offset[ok])
 
 
-def _cone(manifest: Manifest, affine, wanted: list, last: str, element: int) -> dict:
+def _cone(manifest: Manifest, affine, wanted: list, last: str, element: int, basis: str) -> dict:
     """{tensor: the sorted elements that element `element` of `last` depends on through the relations}, for `last`,
     its ancestors `wanted` and the basis."""
     needed = {last: {element}}
@@ -223,7 +225,7 @@ def _cone(manifest: Manifest, affine, wanted: list, last: str, element: int) -> 
         relation = affine.relations.get(name)
         parent = manifest.layer(name).inputs[0]
         rows = np.array(sorted(needed.get(name, ())), dtype=np.int64)
-        if relation is None or parent not in wanted + [affine.basis] or not len(rows):
+        if relation is None or parent not in wanted + [basis] or not len(rows):
             continue
         if relation.weights is None:
             sources = relation.source[rows]
@@ -232,6 +234,19 @@ def _cone(manifest: Manifest, affine, wanted: list, last: str, element: int) -> 
             parents = np.flatnonzero(relation.weights[rows].any(axis=0))
         needed.setdefault(parent, set()).update(parents.tolist())
     return {name: np.array(sorted(elements), dtype=np.int64) for name, elements in needed.items()}
+
+
+def bottleneck(manifest: Manifest, basis: str, last: str) -> str | None:
+    """The narrowest tensor, fewer elements than `basis`, on the chain of single-input layers from `last` back to
+    `basis` (every path to `last` passes through it: the latent code of an autoencoder), or None."""
+    best, name = None, manifest.layer(last).inputs
+    narrowest = int(np.prod(manifest.producer_shape(basis)))
+    while len(name) == 1 and name[0] not in (basis, manifest.input.name):
+        layer = manifest.layer(name[0])
+        if layer.size < narrowest:
+            best, narrowest = layer, layer.size
+        name = layer.inputs
+    return None if best is None or name != [basis] else best.name
 
 
 def _ancestors(manifest: Manifest, last: str, basis: str) -> list:
@@ -260,27 +275,34 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
                 continue
         if _program(manifest, enclosure, programs, bin_id, target) is None:
             continue
-        attempts = [(0.0, "linear relaxation")] + ([(seconds, "mixed-integer relaxation")] if seconds else [])
-        for limit, how in attempts:
-            program = _program(manifest, enclosure, programs, bin_id, target, cone=limit > 0)
-            proof = _prove(program, enclosure, bin_id, target, limit)
+        attempts = [(0.0, False)] + ([(seconds, True), (seconds, False)] if seconds else [])
+        for limit, after in attempts:  # the linear program, the mixed-integer one after a bottleneck, the whole one
+            program = _program(manifest, enclosure, programs, bin_id, target, cone=limit > 0, after=after)
+            proof = None if program is None else _prove(program, enclosure, bin_id, target, limit)
             if proof is not None:
-                proofs[bin_id] = f"{how}: {proof}"
+                how = "mixed-integer relaxation" if limit else "linear relaxation"
+                start = f" from {program.basis!r} within its enclosure" if after else ""
+                proofs[bin_id] = f"{how}{start}: {proof}"
                 break
         if target is not None:
             same[target.key] = proofs.get(bin_id)
     return proofs
 
 
-def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target, cone: bool = False):
-    """The program (kept in `programs` by last layer, and element for a `cone`) that bounds what `bin_id` depends
-    on: its code target's anchor, or its layer's pre-cast sums; None for a bin no program bounds."""
+def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target, cone: bool = False,
+             after: bool = False):
+    """The program (kept in `programs` by last layer, element for a `cone` and basis) that bounds what `bin_id`
+    depends on: its code target's anchor, or its layer's pre-cast sums; `after` a bottleneck, from there; None for a
+    bin no program bounds (or with no bottleneck before it)."""
     layer, site, element = bin_id.split("/")[:3]
     name, element = (target.layer, target.element) if target is not None else (layer, int(element))
     relation = enclosure.affine.relations.get(name)
     if relation is None or (target is None and (site != "result" or relation.weights is None)):
         return None
-    key = (name, element if cone else None)
+    basis = bottleneck(manifest, enclosure.affine.basis, name) if after else enclosure.affine.basis
+    if basis is None:
+        return None
+    key = (name, element if cone else None, basis)
     if key not in programs:
         programs[key] = LinearProgram(manifest, enclosure, *key)
     return programs[key]
