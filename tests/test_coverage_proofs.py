@@ -8,7 +8,7 @@ import pytest
 from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
 from emulator.coverage.intervals import Enclosure
 from emulator.coverage.preimages import CodeTarget
-from emulator.coverage.relaxation import MARGIN, LinearProgram, _sides, bottleneck, lp_proofs
+from emulator.coverage.relaxation import MARGIN, LinearProgram, ruling_sides, bottleneck, lp_proofs
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.emulator import Emulator
@@ -212,9 +212,9 @@ def test_only_the_bounds_that_can_rule_a_target_out_are_solved():
     """A target at the top of its anchor's range is ruled out by a maximum only; one inside it by either bound."""
     top = CodeTarget("fc", 0, np.array([465]), np.array([600]))
     inside = CodeTarget("fc", 0, np.array([1]), np.array([16]))
-    assert _sides(top, -165.0, 600.0) == (True,)
-    assert _sides(inside, -165.0, 600.0) == (True, False)
-    assert _sides(inside, 1.0, 600.0) == (False,)
+    assert ruling_sides(top, -165.0, 600.0) == (True,)
+    assert ruling_sides(inside, -165.0, 600.0) == (True, False)
+    assert ruling_sides(inside, 1.0, 600.0) == (False,)
 
 
 def through_two_codes(seed: int) -> Manifest:

@@ -314,7 +314,7 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     if target is not None:
         name, e = target.layer, target.element
         lo, hi = (float(v[e]) for v in enclosure.outputs[name])
-        for maximise in _sides(target, lo, hi):
+        for maximise in ruling_sides(target, lo, hi):
             value = program.bound(name, e, maximise, seconds)
             if value is not None:
                 lo, hi = (lo, min(hi, value)) if maximise else (max(lo, value), hi)
@@ -354,7 +354,7 @@ def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
             continue
         if target is not None:
             lo, hi = (float(v[target.element]) for v in enclosure.outputs[target.layer])
-            sides = [(target.layer, target.element, maximise) for maximise in _sides(target, lo, hi)]
+            sides = [(target.layer, target.element, maximise) for maximise in ruling_sides(target, lo, hi)]
         else:
             sides = [(f"{layer}:sum", int(element), kind in ("sat_high", "at_max", "wrap"))]
         for variable, e, maximise in sides:
@@ -387,7 +387,7 @@ def basis_to_input(manifest: Manifest, basis: str, values: np.ndarray) -> np.nda
     return chosen
 
 
-def _sides(target, lo: float, hi: float) -> tuple:
+def ruling_sides(target, lo: float, hi: float) -> tuple:
     """Which bounds of the target's anchor, held in [lo, hi], can prove it missed: its maximum (True) unless the
     target holds the code lo, its minimum (False) unless it holds hi."""
     lo, hi = np.ceil(lo), np.floor(hi)
