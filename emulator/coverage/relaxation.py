@@ -6,7 +6,8 @@ the affine forms, which keep one line per element. The mixed-integer version add
 whose input range spans its split code (the kink of a ReLU, the knee of a saturation), a binary choosing the side,
 with the lines of that side, keeps the codes of narrow variables integral (a cast's lines then pin its code, since
 they carry only its rounding's error) and covers the cone of the one element bounded: on coarse grids it is then
-exact.
+exact. Behind a bottleneck (the latent code of an autoencoder), the program of what follows it alone, from its
+enclosure, is looser but small enough to solve where the whole one is not.
 
 The programs are solved in floating point (HiGHS; the mixed-integer bound is the solver's proven dual bound
 within a time limit); a bound is widened by a margin before it proves anything.
@@ -262,9 +263,9 @@ def _ancestors(manifest: Manifest, last: str, basis: str) -> list:
 
 
 def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float = 30.0) -> dict:
-    """{bin id: proof} for bins the linear (else, within `seconds` > 0 a bound, the mixed-integer) program proves
-    unreachable: bins of a dense, convolution or pooling layer's result cast (its sum bounded), and bins translated
-    into code targets (their anchor's code bounded)."""
+    """{bin id: proof} for bins the linear (else, within `seconds` > 0 a bound each, the mixed-integer program after
+    the bin's bottleneck, then the whole one) program proves unreachable: bins of a dense, convolution or pooling
+    layer's result cast (its sum bounded), and bins translated into code targets (their anchor's code bounded)."""
     programs, proofs, same = {}, {}, {}
     for bin_id in bin_ids:
         target = targets.get(bin_id)
