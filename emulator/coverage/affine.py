@@ -265,12 +265,13 @@ class _Lines:
         if not hasattr(self, "piece_sums"):
             self.piece_sums = np.zeros((len(self.cuts) + 1, *self.sums.shape))
         f = f.astype(np.float64)
-        piece = self._piece(codes)
-        q = codes[:, None].astype(np.float64)
+        inside = self._mask(codes)
+        piece = np.where(inside, self._piece(codes), -1)
+        q = codes.astype(np.float64)
         for k in range(len(self.cuts) + 1):
-            mine = self._mask(codes) & (piece == k)
-            qk, fk = np.where(mine, q, 0.0), np.where(mine, f, 0.0)
-            self.piece_sums[k] += np.stack([mine.sum(0), qk.sum(0), (qk * qk).sum(0), fk.sum(0), (qk * fk).sum(0)])
+            mine = (piece == k).astype(np.float64)
+            fk = mine * f
+            self.piece_sums[k] += np.stack([mine.sum(0), q @ mine, (q * q) @ mine, fk.sum(0), q @ fk])
 
     def fix_slopes(self):
         """After `fit`, the cuts and `fit_pieces`: the candidate slopes, (candidates, elements), the chord and the
