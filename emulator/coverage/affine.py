@@ -127,7 +127,7 @@ class AffineBounds:
                   for begin in range(first, last + 1, _CHUNK)]
         run = lambda codes: step([np.repeat(codes[:, None], x_lo.size, axis=1)])  # noqa: E731
         for codes in chunks:
-            lines.fit(codes, run(codes))
+            lines.sample(codes, run(codes))
         for _ in range(lines.LEVELS):
             lines.start_cutting()
             for codes in chunks:
@@ -234,7 +234,7 @@ class _Lines:
     squares lines of the pieces join the candidate slopes: on a piece where f is a cast onto a coarser grid, the
     least squares slope is the ratio of the grids, and its offsets are the rounding's error alone).
 
-    Each pass (fit, cut per level, fit per piece, offsets) sees every code once, in chunks."""
+    Each pass (sample, cut per level, fit per piece, offsets) sees every code once, in chunks."""
 
     SAMPLES = 5
     LEVELS = 2
@@ -243,7 +243,6 @@ class _Lines:
     def __init__(self, l, u):
         self.l, self.u = l.astype(np.float64), u.astype(np.float64)
         self.points = np.round(l + (u - l) * np.linspace(0, 1, self.SAMPLES)[:, None]).astype(np.int64)
-        self.sums = np.zeros((5, len(l)))  # count, sum q, sum q^2, sum f, sum q f
         self.at_points = np.zeros(self.points.shape)
         self.cuts = np.zeros((0, len(l)), dtype=np.int64)  # sorted per element; l - 1 marks no cut
         self.cut_values = np.zeros((0, len(l)))
@@ -251,19 +250,15 @@ class _Lines:
     def _mask(self, codes):
         return (codes[:, None] >= self.l) & (codes[:, None] <= self.u)
 
-    def fit(self, codes, f):
+    def sample(self, codes, f):
+        """f at the SAMPLES evenly spaced codes (the ends of the first chord)."""
         f = f.astype(np.float64)
-        inside = self._mask(codes)
-        q = np.where(inside, codes[:, None].astype(np.float64), 0.0)
-        fq = np.where(inside, f, 0.0)
-        self.sums += np.stack([inside.sum(0), q.sum(0), (q * q).sum(0), fq.sum(0), (q * fq).sum(0)])
         for k, point in enumerate(self.points):
             self.at_points[k] += np.where(codes[:, None] == point, f, 0.0).sum(0)
 
     def fit_pieces(self, codes, f):
-        """After the cuts: the sums of the least squares line of every piece."""
-        if not hasattr(self, "piece_sums"):
-            self.piece_sums = np.zeros((len(self.cuts) + 1, *self.sums.shape))
+        """After the cuts: the sums (count, sum q, sum q^2, sum f, sum q f) of the least squares line of every
+        piece."""
         f = f.astype(np.float64)
         inside = self._mask(codes)
         piece = np.where(inside, self._piece(codes), -1)
@@ -274,9 +269,9 @@ class _Lines:
             self.piece_sums[k] += np.stack([mine.sum(0), q @ mine, (q * q) @ mine, fk.sum(0), q @ fk])
 
     def fix_slopes(self):
-        """After `fit`, the cuts and `fit_pieces`: the candidate slopes, (candidates, elements), the chord and the
-        least squares slope of every piece among them."""
-        fit = _least_squares(self.sums)
+        """After `sample`, the cuts and `fit_pieces`: the candidate slopes, (candidates, elements), the chord and the
+        least squares slope of every piece among them (and of the whole range: the pieces' sums together)."""
+        fit = _least_squares(self.piece_sums.sum(axis=0))
         fits = [_least_squares(sums) for sums in self.piece_sums]
         secants = [_slope(self.points[i], self.at_points[i], self.points[j], self.at_points[j])
                    for i, j in [(0, self.SAMPLES - 1)] + [(k, k + 1) for k in range(self.SAMPLES - 1)]]
@@ -339,6 +334,7 @@ class _Lines:
         values = np.concatenate([self.cut_values, self._stray_value])
         order = np.argsort(cuts, axis=0, kind="stable")
         self.cuts, self.cut_values = np.take_along_axis(cuts, order, 0), np.take_along_axis(values, order, 0)
+        self.piece_sums = np.zeros((len(self.cuts) + 1, 5, len(self.l)))
 
     def split_candidates(self):
         """(cut codes (P, elements), low, high (P + 1, candidates, elements)); a piece without codes has infinite

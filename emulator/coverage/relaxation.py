@@ -274,8 +274,6 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
                 if same[target.key] is not None:
                     proofs[bin_id] = same[target.key]
                 continue
-        if _program(manifest, enclosure, programs, bin_id, target) is None:
-            continue
         attempts = [(0.0, False)] + ([(seconds, True), (seconds, False)] if seconds else [])
         for limit, after in attempts:  # the linear program, the mixed-integer one after a bottleneck, the whole one
             program = _program(manifest, enclosure, programs, bin_id, target, cone=limit > 0, after=after)
