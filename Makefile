@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 PYTHON_BASE ?= $(shell command -v python3.11 || command -v python3)
 TEST_DIRS := $(wildcard tests testbench)
 PYTEST_ARGS ?=
+# Test files run in parallel, one pytest worker per core, each file's tests in one worker (pytest-xdist)
+PYTEST_WORKERS ?= auto
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 MODEL ?= dnn_vae_ptq8
 
 # $(call apt_install,PACKAGE,WHAT): install a Debian package when running as root with apt-get,
@@ -52,10 +55,10 @@ verify: venv simulators
 	$(VENV)/bin/verify --model $(MODEL)
 
 test: venv simulators
-	$(VENV)/bin/python -m pytest -m "not regression" $(PYTEST_ARGS) $(TEST_DIRS)
+	$(VENV)/bin/python -m pytest -m "not regression" $(PARALLEL) $(PYTEST_ARGS) $(TEST_DIRS)
 
 regression: venv simulators
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(TEST_DIRS)
+	$(VENV)/bin/python -m pytest $(PARALLEL) $(PYTEST_ARGS) $(TEST_DIRS)
 
 resources: venv
 	@command -v yosys >/dev/null 2>&1 || { $(call apt_install,yosys,Yosys (resource estimates)); }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from emulator.fixed_type import FixedType, UnsupportedType
 
+from .files import file_lock, replace_text
 from .hls4ml_extensions import register
 
 PART = "xcvu9p-flgb2104-2-e"
@@ -129,7 +130,7 @@ class ProjectInterface:
             "stateless": self.stateless,
             **{group: [_port_to_dict(p) for p in getattr(self, group)] for group in ("inputs", "outputs", "traced")},
         }
-        path.write_text(json.dumps(body, indent=1) + "\n")
+        replace_text(path, json.dumps(body, indent=1) + "\n")
         return path
 
     @classmethod
@@ -148,11 +149,19 @@ class ProjectInterface:
 
 
 def write_project(hls_model) -> ProjectInterface:
-    """Write (or rewrite) the hls4ml project and its interface description; the project is unchanged when the model is."""
+    """Write (or rewrite) the hls4ml project and its interface description; the project is unchanged when the model is.
+    hls4ml rewrites the folder in place, so this holds the project's lock, which readers share (`project_lock`)."""
     interface = ProjectInterface.from_model(hls_model)
-    hls_model.write()
-    interface.save()
+    with project_lock(interface.project_dir):
+        hls_model.write()
+        interface.save()
     return interface
+
+
+def project_lock(project_dir: Path, shared: bool = False):
+    """The lock of a project folder (a file beside it): exclusive while it is written, shared while it is read."""
+    project_dir = Path(project_dir)
+    return file_lock(project_dir.parent / f".{project_dir.name}.lock", shared)
 
 
 def _port(layer_name: str, var, traced: bool = False) -> Port:
@@ -200,27 +209,34 @@ def compile_library(interface: ProjectInterface, extra_sources: dict, cache_dir=
         raise CSimError(f"the C++ compiler {CXX} was not found on PATH ({env.get('PATH', '')!r}); "
                         f"install it (Debian: apt-get install g++)")
     flags = _compile_flags(cxx)
-    key = _cache_key(firmware, extra_sources, cxx, flags)
-    entry = Path(cache_dir or CACHE_DIR).resolve() / key
-    library = entry / "csim.so"
-    if library.is_file():
-        return CompiledLibrary(library, key, compiled=False)
+    with project_lock(interface.project_dir, shared=True):  # no rewrite while it is hashed and compiled
+        key = _cache_key(firmware, extra_sources, cxx, flags)
+        entry = Path(cache_dir or CACHE_DIR).resolve() / key
+        compiled = not (entry / "csim.so").is_file()
+        if compiled:
+            _build(firmware, top_source, extra_sources, [cxx, *flags], entry, env)
+    return CompiledLibrary(entry / "csim.so", key, compiled)
+
+
+def _build(firmware: Path, top_source: Path, extra_sources: dict, compiler: list, entry: Path, env: dict) -> None:
+    """Compile and link in a temporary folder beside `entry`, then rename it to `entry` (a concurrent build of the
+    same key may win the race)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=entry.parent))
+    work = Path(tempfile.mkdtemp(prefix=f"{entry.name}.", dir=entry.parent))
     try:
         shutil.copytree(firmware / "weights", work / "weights")
         sources = [top_source]
         for name, text in extra_sources.items():
             (work / name).write_text(text)
             sources.append(work / name)
-        base = [cxx, *flags, f"-I{firmware}", f"-I{firmware / 'ap_types'}", f'-DWEIGHTS_DIR="{entry / "weights"}"']
+        base = [*compiler, f"-I{firmware}", f"-I{firmware / 'ap_types'}", f'-DWEIGHTS_DIR="{entry / "weights"}"']
         jobs = [(src, subprocess.Popen([*base, "-c", str(src), "-o", str(work / f"{src.stem}.o")], env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
                 for src in sources]
         results = [(src, job.communicate()[0], job.returncode) for src, job in jobs]
         for src, output, returncode in results:
             _check(output, returncode, f"compiling {src}")
-        link = subprocess.run([cxx, *flags, "-shared", "-Wl,-Bsymbolic", *(str(work / f"{s.stem}.o") for s in sources),
+        link = subprocess.run([*compiler, "-shared", "-Wl,-Bsymbolic", *(str(work / f"{s.stem}.o") for s in sources),
                                "-o", str(work / "csim.so")], env=env, capture_output=True, text=True)
         _check(link.stdout + link.stderr, link.returncode, "linking the C-simulation library")
         for src in sources:
@@ -228,11 +244,10 @@ def compile_library(interface: ProjectInterface, extra_sources: dict, cache_dir=
         try:
             work.rename(entry)
         except OSError:
-            if not library.is_file():  # not a concurrent build of the same key that won the race
+            if not (entry / "csim.so").is_file():  # not a concurrent build of the same key that won the race
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return CompiledLibrary(library, key, compiled=True)
 
 
 def _check(output: str, returncode: int, what: str) -> None:

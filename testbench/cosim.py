@@ -8,19 +8,18 @@ sources. `first_mismatch` compares against expected codes and names the first di
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emulator.manifest import Manifest
+from firmware.files import file_lock
 from firmware.rtl.generator import INPUT_STYLES, Interface, generate_rtl, manifest_interface
 from firmware.rtl.harness import ACCEPTED_FILE, COUNT_FILE, INPUTS_FILE, OUTPUTS_FILE, TOP, harness_text, input_bytes
 from testbench.simulators import get_simulator
@@ -113,7 +112,7 @@ def cosimulate(manifest: Manifest, input_codes, simulator: str = "verilator", bu
     work = build_root / simulator / digest.hexdigest()[:16]
     work.mkdir(parents=True, exist_ok=True)
     harness_path = work / f"{TOP}.v"
-    with _exclusive(work / ".build.lock"):  # processes co-simulating one design build it once, one at a time
+    with file_lock(work / ".build.lock"):  # processes co-simulating one design build it once, one at a time
         if not harness_path.is_file() or harness_path.read_text() != harness:
             harness_path.write_text(harness)
         sim.build(sources + [harness_path], TOP, work / "obj", build_args=BUILD_ARGS[simulator])
@@ -133,17 +132,6 @@ def cosimulate(manifest: Manifest, input_codes, simulator: str = "verilator", bu
     record = _read_record(run, interface, len(codes), elapsed, simulator)
     shutil.rmtree(run, ignore_errors=True)
     return record
-
-
-@contextmanager
-def _exclusive(lock: Path):
-    """Hold an exclusive lock on the file `lock` (created if missing) for the duration of the block."""
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _checked_codes(manifest: Manifest, input_codes) -> np.ndarray:

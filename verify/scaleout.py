@@ -8,7 +8,6 @@ caches under the build folder) the model's paths once per process, then verify a
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from firmware.files import file_lock
 from models.data import DataError
 
 from .model_ref import ModelSpec, resolve
@@ -97,10 +97,7 @@ def _prepared(job: ShardJob) -> tuple:
     with _PREPARE_LOCK:
         if job in _PREPARED:
             return _PREPARED[job]
-        build_dir = Path(job.backend_options.build_dir)
-        build_dir.mkdir(parents=True, exist_ok=True)
-        with open(build_dir / "dask-prepare.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(Path(job.backend_options.build_dir) / "dask-prepare.lock"):
             model = resolve(job.model, job.backend_options.build_dir)
             if model.manifest.content_hash != job.content_hash:
                 raise BackendError(f"this worker resolves the model to manifest hash {model.manifest.content_hash}, "

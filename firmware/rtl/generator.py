@@ -20,6 +20,7 @@ from pathlib import Path
 from emulator.fixed_type import FixedType, UnsupportedType
 from emulator.manifest import Manifest, ManifestError
 
+from ..files import replace_text
 from .casts import CastLibrary
 from .ops import LayerBuild, generate_layer
 from .verilog import FILE_HEADER, Body, Value, extended, identifier
@@ -215,7 +216,7 @@ def generate_rtl(manifest: Manifest, out_dir, pipeline: int = 1, top: str = "myp
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{interface.top}.v"
     if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
+        replace_text(path, text)  # a simulator of another process may be reading the old one
     digest = hashlib.sha256(text.encode()).hexdigest()
     return RtlDesign(interface, (path,), latency, 1, digest)
 
