@@ -6,6 +6,7 @@ import numpy as np
 
 from emulator.fixed_type import FixedType
 from emulator.manifest import Layer, Manifest, Tensor
+from emulator.tables import kl_exp_table
 
 T = FixedType.parse
 
@@ -104,6 +105,22 @@ def autoencoder_head(seed=0) -> Manifest:
                  "accum": T("ap_fixed<16,9,AP_RND_CONV,AP_SAT>")}, {"n_in": 4})
     return Manifest("autoencoder_head", [Tensor("x", (4,), T("ap_fixed<10,7,AP_RND_CONV,AP_SAT>"))], [bn, rec, mse],
                     ["mse"])
+
+
+def kl_of_two_means(together: bool) -> Manifest:
+    """One input code x in [0, 3.75], two latent means -2x + 3.5 and (together) the same or (apart) 2x - 4, each
+    reaching -4, a log variance of 0, and a KL head of type ap_fixed<10,5> scoring (m0**2 + m1**2) / 4: 8, where the
+    type one bit narrower overflows, needs both means at -4, which only the means together reach."""
+    w, b, acc = T("ap_fixed<4,3>"), T("ap_fixed<6,3>"), T("ap_fixed<16,8>")
+    mean_t = T("ap_fixed<6,3,AP_RND_CONV,AP_SAT>")
+    sign = -1 if together else 1
+    mean = dense("mean", "x", 1, 2, w, b, acc, mean_t, weight=[[-4, 4 * sign]], bias=[28, 28 if together else -32])
+    logvar = dense("logvar", "x", 1, 2, w, b, acc, mean_t, weight=[[0, 0]], bias=[0, 0])
+    table_t = T("ap_fixed<16,6>")
+    kl = Layer("kl", "kl_divergence", ["mean", "logvar"], (1,), T("ap_fixed<10,5,AP_RND_CONV,AP_SAT>"),
+               {"accum": T("ap_fixed<20,8>"), "exp_table": table_t}, {"n_in": 2, "table_size": 64, "exp_range": 1},
+               {"exp_table": kl_exp_table(64, 1, table_t)})
+    return Manifest("kl_of_two_means", [Tensor("x", (1,), T("ap_ufixed<4,2>"))], [mean, logvar, kl], ["kl"])
 
 
 def random_codes(manifest: Manifest, n: int, seed=0) -> np.ndarray:

@@ -13,7 +13,8 @@ from emulator.coverage.mutation import distinguishing, score
 from emulator.coverage.search import SearchBudget
 from emulator.fixed_type import UnsupportedType
 from emulator.manifest import Manifest
-from test_coverage_manifests import autoencoder_head, chain_with_heads, cnn, random_codes, saturating_sum
+from test_coverage_manifests import (autoencoder_head, chain_with_heads, cnn, kl_of_two_means, random_codes,
+                                     saturating_sum)
 from test_coverage_proofs import stress_codes
 
 
@@ -130,3 +131,19 @@ def test_campaign_on_a_small_model():
         m = next(m for m in result.score.mutants if m.name == name)
         assert distinguishing(manifest, m, result.targeted[row:row + 1], trigger).all()
     assert "mutation score" in result.summary_line()
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_a_narrower_kl_head_is_proved_equivalent_only_where_no_input_tells_it_apart(together):
+    """Both means reach -4 within their enclosures, so intervals alone prove nothing; the mixed-integer program
+    knows whether they reach it together: apart, the narrower head is proved equivalent and no input tells it apart;
+    together, the input 3.75 scores 8 (beyond the narrower type) and tells it apart, and nothing is proved."""
+    manifest = kl_of_two_means(together)
+    enclosure = Enclosure(manifest)
+    assert (enclosure.outputs["mean"][0] == -32).all()
+    assert next(m for m in mutants(manifest, None, enclosure) if m.name == "narrower:kl").equivalent is None
+    mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
+    every_input = np.arange(16, dtype=np.int64)[:, None]
+    assert distinguishing(manifest, mutant, every_input, None).any() == together
+    assert (mutant.equivalent is None) == together
+    assert together or "32 codes or more from zero" in mutant.equivalent

@@ -249,3 +249,19 @@ def test_program_after_a_bottleneck_bounds_the_decoder_over_the_code_box(seed):
     high, low = program.bound("out", 0, True, seconds=10.0), program.bound("out", 0, False, seconds=10.0)
     assert out.max() <= high < out.max() + MARGIN + 1
     assert out.min() - MARGIN - 1 < low <= out.min()
+
+
+def test_apart_from_zero_holds_exactly_beyond_the_farthest_event():
+    """The code `mid` of the miniature autoencoder (seed 0): no event puts both elements more than 25 codes from
+    zero, though each reaches 32 alone (the enclosure's box allows both). The mixed-integer program finds a
+    solution 25 codes out (every event is one) and none MARGIN + 1 codes further (exhaustive over all 32^3 events)."""
+    manifest = through_two_codes(0)
+    t = manifest.input.type
+    codes = np.stack(np.meshgrid(*[np.arange(t.min_code, t.max_code + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    farthest = int(np.abs(Emulator(manifest).trace_codes(codes)["mid"]).min(axis=1).max())
+    enclosure = Enclosure(manifest)
+    lo, hi = enclosure.outputs["mid"]
+    assert farthest + MARGIN + 1 < np.maximum(-lo, hi).min()
+    program = LinearProgram(manifest, enclosure, "mid")
+    assert not program.apart_from_zero("mid", farthest, seconds=10.0)
+    assert program.apart_from_zero("mid", farthest + MARGIN + 1, seconds=10.0)

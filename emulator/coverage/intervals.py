@@ -276,9 +276,17 @@ def _unknown(layer, manifest, inputs, hulls):
 
 
 # ---- known low bits: per tensor element, trailing zero bits of every code; per site, value mod 2**bits ---------
-def in_range(hull, elements=slice(None)) -> np.ndarray:
-    """Per element: no cast at the site overflows its type (true where no cast happens)."""
-    t = hull.site.type
+def layer_sites(layer, manifest: Manifest, inputs: list) -> dict:
+    """{site name: hull} of one layer run alone on the input enclosures `inputs` ((lo, hi) per input): its interval
+    transfer, without the affine refinement."""
+    hulls = [_Hull(site) for site in plan_layer(layer, manifest).sites]
+    _TRANSFERS.get(layer.op, _unknown)(layer, manifest, inputs, hulls)
+    return {h.site.name: h for h in hulls}
+
+
+def in_range(hull, elements=slice(None), t: FixedType | None = None) -> np.ndarray:
+    """Per element: no cast at the site overflows its type, or type `t` (true where no cast happens)."""
+    t = t or hull.site.type
     lo, hi = hull.lo[elements], hull.hi[elements]
     empty = lo > hi
     r_lo, r_hi = (rounded_codes(np.where(empty, 0, v), hull.site.source_frac, t) for v in (lo, hi))

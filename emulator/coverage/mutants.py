@@ -25,7 +25,8 @@ from emulator.manifest import Manifest
 from emulator.plan import im2col_index
 
 from .bins import SATURATING, Trigger
-from .intervals import Enclosure, rounded_codes
+from .intervals import Enclosure, in_range, rounded_codes
+from .kl_overflow import kl_overflow_proof
 
 KINDS = ("weight_lsb", "rounding", "overflow", "narrower", "sum_order", "threshold")
 SUMMED = ("dense", "conv2d", "kl_divergence", "mse")
@@ -48,9 +49,10 @@ class Mutant:
 
 
 def mutants(manifest: Manifest, trigger: Trigger | None = None, enclosure: Enclosure | None = None,
-            proofs: dict | None = None) -> list:
+            proofs: dict | None = None, seconds: float = 0.0) -> list:
     """The mutants of `manifest` (and of the trigger's threshold), in manifest order, kind by kind; `proofs`
-    ({bin id: proof}, e.g. from targeted_stimuli) adds to what the enclosure proves unreachable."""
+    ({bin id: proof}, e.g. from targeted_stimuli) adds to what the enclosure proves unreachable; `seconds` > 0
+    lets a mixed-integer program take that long to prove a mutant equivalent."""
     enclosure = enclosure or Enclosure(manifest)
     proofs = proofs or {}
 
@@ -76,7 +78,7 @@ def mutants(manifest: Manifest, trigger: Trigger | None = None, enclosure: Enclo
             t = layer.result
             narrow = dataclasses.replace(t, width=t.width - 1, integer=t.integer - 1)
             out.append(_retyped(manifest, layer, "narrower", narrow, f"result type {t} -> {narrow}",
-                                _narrower_equivalence(enclosure, layer, sites, narrow)))
+                                _narrower_equivalence(manifest, enclosure, layer, sites, narrow, seconds)))
         if layer.op in SUMMED:
             out.append(_reversed(manifest, layer, enclosure))
     if trigger is not None:
@@ -190,16 +192,13 @@ def _overflow_equivalence(enclosure, proved, layer, sites, old: str, new: str):
     return None
 
 
-def _narrower_equivalence(enclosure, layer, sites, narrow: FixedType):
-    """Why the narrower type changes nothing, or None: every cast already lands inside its range."""
-    floor = narrow.min_code + (narrow.overflow == "SAT_SYM")
-    for name in sites:
-        h = enclosure.sites[layer.name][name]
-        live = h.lo <= h.hi
-        if not live.any():
-            continue
-        r_lo = rounded_codes(h.lo[live], h.site.source_frac, narrow)
-        r_hi = rounded_codes(h.hi[live], h.site.source_frac, narrow)
-        if r_lo.min() < floor or r_hi.max() > narrow.max_code:
-            return None
-    return f"every cast into the type rounds into [{floor}, {narrow.max_code}] of {narrow} (interval enclosure)"
+def _narrower_equivalence(manifest, enclosure, layer, sites, narrow: FixedType, seconds: float):
+    """Why the narrower type changes nothing, or None: every cast already lands inside its range (interval
+    enclosure); for a KL head, within `seconds` > 0, no input puts every latent mean far enough out (kl_overflow)."""
+    hulls = enclosure.sites[layer.name]
+    if all(in_range(hulls[name], t=narrow).all() for name in sites):
+        floor = narrow.min_code + (narrow.overflow == "SAT_SYM")
+        return f"every cast into the type rounds into [{floor}, {narrow.max_code}] of {narrow} (interval enclosure)"
+    if layer.op == "kl_divergence" and seconds > 0:
+        return kl_overflow_proof(manifest, enclosure, layer, narrow, seconds)
+    return None

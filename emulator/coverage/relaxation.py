@@ -90,6 +90,7 @@ class LinearProgram:
                        relation.high[:, elements])
                 self._add_splits(rows, relation, y, sums, elements)
         self.matrix, self.rhs = rows.build(len(bounds))
+        self._integer = None
 
     def _add_splits(self, rows, relation, y, a, elements) -> None:
         """Keep, per element whose argument range a split code cuts, (y, a, cutting codes, slopes, offsets per
@@ -140,17 +141,43 @@ class LinearProgram:
     def _integer_solve(self, cost, seconds: float) -> tuple:
         """(the solver's dual bound on min cost . x of the mixed-integer program, its best solution), None where
         there is none."""
-        if not hasattr(self, "_integer"):
-            self._integer = self._integer_rows()
-        matrix, rhs, n_binary = self._integer
-        lo, hi = np.array(self.bounds, dtype=np.float64).T
-        with _quiet():
-            result = milp(np.r_[cost, np.zeros(n_binary)],
-                          integrality=np.r_[hi - lo <= INTEGRAL_RANGE, np.ones(n_binary)],
-                          bounds=Bounds(np.r_[lo, np.zeros(n_binary)], np.r_[hi, np.ones(n_binary)]),
-                          constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
+        result = self._integer_result(cost, seconds)
         bound = getattr(result, "mip_dual_bound", None)
         return (None if bound is None or not np.isfinite(bound) else float(bound)), result.x
+
+    def apart_from_zero(self, name: str, floor: float, seconds: float) -> bool:
+        """Whether the mixed-integer program proves, within `seconds`, that no solution holds every element of `name`
+        `floor` codes or more from zero at once (a binary per element chooses its sign; the floor, less the margin,
+        asks for more than the claim)."""
+        columns = self.variable[name]
+        f = floor - MARGIN
+        rows, start = _Rows(), len(self.bounds) + self._integer_program()[2]
+        for j, v in enumerate(columns):  # sign 1: v >= f (else v >= lo); sign 0: v <= -f (else v <= hi)
+            lo, hi = self.bounds[v]
+            rows.add([0, 0, 1, 1], [v, start + j, v, start + j], [-1.0, f - lo, 1.0, -(hi + f)], [-lo, -f])
+        return self._integer_result(None, seconds, rows, len(columns)).status == 2
+
+    def _integer_result(self, cost, seconds: float, more=None, n_more: int = 0):
+        """scipy's result for min cost . x (None: feasibility) over the mixed-integer program, with rows `more` over
+        `n_more` further binaries."""
+        matrix, rhs, n_binary = self._integer_program()
+        lo, hi = np.array(self.bounds, dtype=np.float64).T
+        n_extra = n_binary + n_more
+        if more is not None:
+            extra, extra_rhs = more.build(matrix.shape[1] + n_more)
+            matrix = vstack([hstack([matrix, coo_matrix((matrix.shape[0], n_more))]), extra]).tocsr()
+            rhs = np.r_[rhs, extra_rhs]
+        cost = np.zeros(len(lo) + n_extra) if cost is None else np.r_[cost, np.zeros(n_extra)]
+        with _quiet():
+            return milp(cost, integrality=np.r_[hi - lo <= INTEGRAL_RANGE, np.ones(n_extra)],
+                        bounds=Bounds(np.r_[lo, np.zeros(n_extra)], np.r_[hi, np.ones(n_extra)]),
+                        constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
+
+    def _integer_program(self):
+        """(matrix, rhs, binaries) of the mixed-integer program, built on first use."""
+        if self._integer is None:
+            self._integer = self._integer_rows()
+        return self._integer
 
     def _integer_rows(self):
         """The linear rows, plus per cutting code of an element a binary z (1: the argument lies above the code) and
