@@ -7,7 +7,7 @@ import pytest
 
 from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
 from emulator.coverage.intervals import Enclosure
-from emulator.coverage.preimages import CodeTarget
+from emulator.coverage.preimages import CodeTarget, translate
 from emulator.coverage.relaxation import MARGIN, LinearProgram, ruling_sides, bottleneck, lp_proofs
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
@@ -174,9 +174,10 @@ def test_a_tightened_argument_keeps_the_lines_of_its_piece():
     # (the chords of the whole range allowed 6118)
 
 
-def coarse_pooling(seed: int) -> Manifest:
-    """dense (dropping bits, RND_CONV), relu onto 4 bits, average of 3 (a C division), dense: a chain of coarse casts
-    whose rounding a relaxation must model exactly to bound the output by its true maximum."""
+def coarse_pooling(seed: int, bias: int = 0, result: str = "ap_fixed<12,6,AP_RND_CONV,AP_SAT>") -> Manifest:
+    """dense (dropping bits, RND_CONV), relu onto 4 bits, average of 3 (a C division), dense (with `bias`, into
+    `result`): a chain of coarse casts whose rounding a relaxation must model exactly to bound the output by its true
+    maximum."""
     rng = np.random.default_rng(seed)
     w = T("ap_fixed<4,2>")
     fc = dense("fc", "x", 3, 6, w, w, T("ap_fixed<16,8>"), T("ap_fixed<8,3,AP_RND_CONV,AP_SAT>"), rng)
@@ -188,8 +189,7 @@ def coarse_pooling(seed: int) -> Manifest:
                       stride_height=3, stride_width=1, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0,
                       count_pad=False))
     flat = Layer("flat", "reshape", ["pool"], (2,), T("ap_ufixed<4,2,AP_RND_CONV,AP_SAT>"))
-    out = dense("out", "flat", 2, 1, w, w, T("ap_fixed<16,8>"), T("ap_fixed<12,6,AP_RND_CONV,AP_SAT>"),
-                weight=[[4], [-3]], bias=[0])
+    out = dense("out", "flat", 2, 1, w, w, T("ap_fixed<16,8>"), T(result), weight=[[4], [-3]], bias=[bias])
     return Manifest("coarse_pooling", [Tensor("x", (3,), T("ap_fixed<5,3>"))], [fc, relu, image, pool, flat, out],
                     ["out"])
 
@@ -206,6 +206,53 @@ def test_mixed_integer_bound_of_an_element_is_its_true_extreme(seed):
     high, low = program.bound("out", 0, True, seconds=10.0), program.bound("out", 0, False, seconds=10.0)
     assert out.max() <= high < out.max() + MARGIN + 1
     assert out.min() - MARGIN - 1 < low <= out.min()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mixed_integer_program_excludes_exactly_the_codes_no_event_reaches(seed):
+    """On the chain of coarse casts, the program has a solution at the output's true maximum and minimum over all
+    32^3 events, and none MARGIN + 1 codes beyond either."""
+    manifest = coarse_pooling(seed)
+    t = manifest.input.type
+    codes = np.stack(np.meshgrid(*[np.arange(t.min_code, t.max_code + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    out = Emulator(manifest).predict_codes(codes).code[:, 0]
+    program = LinearProgram(manifest, Enclosure(manifest), "out", 0)
+    top, bottom = int(out.max()), int(out.min())
+    assert not program.excludes("out", 0, top, top, seconds=10.0)
+    assert not program.excludes("out", 0, bottom, bottom, seconds=10.0)
+    assert program.excludes("out", 0, top + MARGIN + 1, top + 1000, seconds=10.0)
+    assert program.excludes("out", 0, bottom - 1000, bottom - MARGIN - 1, seconds=10.0)
+
+
+def shifted_pooling(seed: int) -> Manifest:
+    """coarse_pooling, then its output less 1 into a type of range [-2, 2): it saturates where the output reaches 3."""
+    base = coarse_pooling(seed)
+    s_t = T("ap_fixed<4,2>")
+    shift = Layer("shift", "batchnorm", ["out"], (1,), T("ap_fixed<10,2,AP_RND_CONV,AP_SAT>"),
+                  {"scale": s_t, "bias": s_t}, {"n_filt": -1}, {"scale": np.array([4]), "bias": np.array([-4])})
+    return Manifest("shifted_pooling", base.inputs, base.layers + [shift], ["shift"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("variant, layer", [("target", "shift"), ("sums", "out")])
+def test_mixed_integer_program_proves_exactly_the_bins_no_event_reaches(seed, variant, layer):
+    """The chain of coarse casts with a saturation between the output's true maximum (2.0 to 3.5 by the seed) and
+    its linear bound: a code target (the output, 3 or more, saturates the layer after it) or the sums of the output
+    itself (less 1, into [-2, 2)). Over all 32^3 events, seeds 1 and 2 saturate and 0 and 3 never do; the linear
+    program proves neither, the mixed-integer one exactly the two bins of the seeds that never saturate."""
+    manifest = (shifted_pooling(seed) if variant == "target"
+                else coarse_pooling(seed, bias=-4, result="ap_fixed<8,2,AP_RND_CONV,AP_SAT>"))
+    t = manifest.input.type
+    codes = np.stack(np.meshgrid(*[np.arange(t.min_code, t.max_code + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    bins = [f"{layer}/result/0/sat_high", f"{layer}/result/0/at_max"]
+    empty = set(InstrumentedEmulator(manifest).cover_codes(codes).report.empty())
+    assert [b in empty for b in bins] == [seed in (0, 3)] * 2
+    enclosure = Enclosure(manifest)
+    targets, _ = translate(manifest, bins, enclosure)
+    assert (variant == "target") == (len(targets) == 2)
+    assert lp_proofs(manifest, enclosure, bins, targets, seconds=0.0) == {}
+    proofs = lp_proofs(manifest, enclosure, bins, targets, seconds=10.0)
+    assert set(proofs) == (set(bins) if seed in (0, 3) else set())
 
 
 def test_only_the_bounds_that_can_rule_a_target_out_are_solved():

@@ -7,10 +7,13 @@ whose input range spans its split code (the kink of a ReLU, the knee of a satura
 with the lines of that side, keeps the codes of narrow variables integral (a cast's lines then pin its code, since
 they carry only its rounding's error) and covers the cone of the one element bounded: on coarse grids it is then
 exact. Behind a bottleneck (the latent code of an autoencoder), the program of what follows it alone, from its
-enclosure, is looser but small enough to solve where the whole one is not.
+enclosure, is looser but small enough to solve where the whole one is not. The mixed-integer program proves a bin
+unreachable by having no solution at all where the bin is reached (the code target's span, or the pre-cast sums
+past the edge the bin needs): the solver prunes every branch whose linear bound falls short of that, where
+bounding the maximum would go on to prove how far short.
 
-The programs are solved in floating point (HiGHS; the mixed-integer bound is the solver's proven dual bound
-within a time limit); a bound is widened by a margin before it proves anything.
+The programs are solved in floating point (HiGHS, within a time limit); a bound is widened, and a range asked about
+is widened, by a margin before it proves anything.
 """
 
 from __future__ import annotations
@@ -157,11 +160,21 @@ class LinearProgram:
             rows.add([0, 0, 1, 1], [v, start + j, v, start + j], [-1.0, f - lo, 1.0, -(hi + f)], [-lo, -f])
         return self._integer_result(None, seconds, rows, len(columns)).status == 2
 
-    def _integer_result(self, cost, seconds: float, more=None, n_more: int = 0):
+    def excludes(self, name: str, element: int, lo: float, hi: float, seconds: float) -> bool:
+        """Whether the mixed-integer program proves, within `seconds`, that variable `name` at `element` never lies
+        within [lo, hi] (widened by the margin)."""
+        v = self.variable[name][element]
+        lo, hi = max(self.bounds[v][0], lo - MARGIN), min(self.bounds[v][1], hi + MARGIN)
+        return lo > hi or self._integer_result(None, seconds, narrowed={v: (lo, hi)}).status == 2
+
+    def _integer_result(self, cost, seconds: float, more=None, n_more: int = 0, narrowed: dict | None = None):
         """scipy's result for min cost . x (None: feasibility) over the mixed-integer program, with rows `more` over
-        `n_more` further binaries."""
+        `n_more` further binaries, and the bounds of `narrowed` ({column: (lo, hi)})."""
         matrix, rhs, n_binary = self._integer_program()
         lo, hi = np.array(self.bounds, dtype=np.float64).T
+        integral = hi - lo <= INTEGRAL_RANGE
+        for column, (a, b) in (narrowed or {}).items():
+            lo[column], hi[column] = a, b
         n_extra = n_binary + n_more
         if more is not None:
             extra, extra_rhs = more.build(matrix.shape[1] + n_more)
@@ -169,7 +182,7 @@ class LinearProgram:
             rhs = np.r_[rhs, extra_rhs]
         cost = np.zeros(len(lo) + n_extra) if cost is None else np.r_[cost, np.zeros(n_extra)]
         with _quiet():
-            return milp(cost, integrality=np.r_[hi - lo <= INTEGRAL_RANGE, np.ones(n_extra)],
+            return milp(cost, integrality=np.r_[integral, np.ones(n_extra)],
                         bounds=Bounds(np.r_[lo, np.zeros(n_extra)], np.r_[hi, np.ones(n_extra)]),
                         constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
 
@@ -228,8 +241,9 @@ class _Rows:
         self.count += len(rhs)
 
     def build(self, n_columns: int):
+        """(A as a sparse matrix of `n_columns` columns, b); no rows: an empty A."""
         if not self.count:
-            return None, None
+            return coo_matrix((0, n_columns)).tocsr(), np.zeros(0)
         matrix = coo_matrix((np.concatenate(self.v), (np.concatenate(self.r), np.concatenate(self.c))),
                             shape=(self.count, n_columns)).tocsr()
         return matrix, np.concatenate(self.b)
@@ -290,9 +304,10 @@ def _ancestors(manifest: Manifest, last: str, basis: str) -> list:
 
 
 def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float = 30.0) -> dict:
-    """{bin id: proof} for bins the linear (else, within `seconds` > 0 a bound each, the mixed-integer program after
-    the bin's bottleneck, then the whole one) program proves unreachable: bins of a dense, convolution or pooling
-    layer's result cast (its sum bounded), and bins translated into code targets (their anchor's code bounded)."""
+    """{bin id: proof} for bins the linear program (its bounds), else, within `seconds` > 0 each, the mixed-integer
+    program after the bin's bottleneck, then the whole one (no solution reaching the bin), proves unreachable: bins of
+    a dense, convolution or pooling layer's result cast (its sums), and bins translated into code targets (their
+    anchor's code)."""
     programs, proofs, same = {}, {}, {}
     for bin_id in bin_ids:
         target = targets.get(bin_id)
@@ -335,13 +350,16 @@ def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target,
 
 
 def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
-    """A proof from the program's bounds that the bin is unreachable, or None."""
+    """A proof from the program that the bin is unreachable, or None: with `seconds` > 0, that the mixed-integer
+    program has no solution that reaches it (`_excluded`); else from the linear program's bounds."""
+    if seconds > 0:
+        return _excluded(program, enclosure, bin_id, target, seconds)
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
         lo, hi = (float(v[e]) for v in enclosure.outputs[name])
         for maximise in ruling_sides(target, lo, hi):
-            value = program.bound(name, e, maximise, seconds)
+            value = program.bound(name, e, maximise)
             if value is not None:
                 lo, hi = (lo, min(hi, value)) if maximise else (max(lo, value), hi)
             if not _meets(target, np.ceil(lo), np.floor(hi)):
@@ -352,7 +370,7 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     hull = enclosure.sites[layer]["result"]
     maximise = kind in ("sat_high", "at_max", "wrap")
     for side in ((True, False) if kind == "wrap" else (maximise,)):
-        value = program.bound(f"{layer}:sum", element, side, seconds)
+        value = program.bound(f"{layer}:sum", element, side)
         if value is None:
             return None
         if side:
@@ -360,6 +378,64 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
         else:
             hull.lo[element] = max(hull.lo[element], int(np.ceil(value)))
     return enclosure.proof(bin_id)
+
+
+def _excluded(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
+    """A proof that the mixed-integer program, within `seconds`, has no solution where the bin's anchor holds a code
+    of its target (all of them between the first and the last in range), or where the layer's pre-cast sum lies past
+    the edge that reaching the bin needs; None where it has one, or the time runs out."""
+    layer, site, element, kind = bin_id.split("/")
+    if target is not None:
+        name, e = target.layer, target.element
+        lo, hi = (int(v[e]) for v in enclosure.outputs[name])
+        inside = (target.starts <= hi) & (target.ends >= lo)
+        if not inside.any():
+            return f"{name!r} element {e} holds codes in [{lo}, {hi}], none of which reaches it (exhaustive over chain)"
+        first, last = max(lo, int(target.starts[inside].min())), min(hi, int(target.ends[inside].max()))
+        if not program.excludes(name, e, first, last, seconds):
+            return None
+        return (f"{name!r} element {e} never holds a code in [{first}, {last}] (the program has no solution there), "
+                f"and only codes there reach it (exhaustive over the chain)")
+    if kind == "wrap":
+        return None
+    element = int(element)
+    hull = enclosure.sites[layer]["result"]
+    maximise = kind in ("sat_high", "at_max")
+    edge = _edge(enclosure, hull, element, bin_id, maximise)
+    if edge is None:
+        return None
+    lo, hi = (edge, int(hull.hi[element])) if maximise else (int(hull.lo[element]), edge)
+    if not program.excludes(f"{layer}:sum", element, lo, hi, seconds):
+        return None
+    if maximise:
+        hull.hi[element] = edge - 1
+    else:
+        hull.lo[element] = edge + 1
+    return enclosure.proof(bin_id)
+
+
+def _edge(enclosure, hull, element: int, bin_id: str, maximise: bool) -> int | None:
+    """The least pre-cast value (the greatest, not `maximise`) of the enclosure that the bin needs: cut the
+    enclosure short of it and the bin is proved unreachable; None where no cut proves it."""
+    lo, hi = int(hull.lo[element]), int(hull.hi[element])
+
+    def proves(end: int) -> bool:
+        if maximise:
+            hull.hi[element] = end
+        else:
+            hull.lo[element] = end
+        try:
+            return enclosure.proof(bin_id) is not None
+        finally:
+            hull.lo[element], hull.hi[element] = lo, hi
+
+    if lo > hi or not proves(lo if maximise else hi):
+        return None
+    good, bad = (lo, hi + 1) if maximise else (hi, lo - 1)  # proves(good); the edge lies between them
+    while abs(bad - good) > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if proves(middle) else (good, middle)
+    return bad
 
 
 def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float, limit: int = 32) -> np.ndarray:
