@@ -162,10 +162,13 @@ class LinearProgram:
 
     def excludes(self, name: str, element: int, lo: float, hi: float, seconds: float) -> bool:
         """Whether the mixed-integer program proves, within `seconds`, that variable `name` at `element` never lies
-        within [lo, hi] (widened by the margin)."""
+        within [lo, hi] (widened by the margin). The variable is pushed toward the range (maximised when it lies in
+        the upper half of the variable's bounds), which guides the solver's branching."""
         v = self.variable[name][element]
-        lo, hi = max(self.bounds[v][0], lo - MARGIN), min(self.bounds[v][1], hi + MARGIN)
-        return lo > hi or self._integer_result(None, seconds, narrowed={v: (lo, hi)}).status == 2
+        (b_lo, b_hi), cost = self.bounds[v], np.zeros(len(self.bounds))
+        cost[v] = -1.0 if lo + hi >= b_lo + b_hi else 1.0
+        lo, hi = max(b_lo, lo - MARGIN), min(b_hi, hi + MARGIN)
+        return lo > hi or self._integer_result(cost, seconds, narrowed={v: (lo, hi)}).status == 2
 
     def _integer_result(self, cost, seconds: float, more=None, n_more: int = 0, narrowed: dict | None = None):
         """scipy's result for min cost . x (None: feasibility) over the mixed-integer program, with rows `more` over
