@@ -353,16 +353,18 @@ def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target,
 
 
 def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
-    """A proof from the program that the bin is unreachable, or None: with `seconds` > 0, that the mixed-integer
-    program has no solution that reaches it (`_excluded`); else from the linear program's bounds."""
-    if seconds > 0:
-        return _excluded(program, enclosure, bin_id, target, seconds)
+    """A proof from the program that the bin is unreachable, or None: with `seconds` > 0, first that the mixed-integer
+    program has no solution that reaches it (`_excluded`), then from its bounds, each within `seconds` (the solver
+    settles some bins one way, some the other); from the linear program's bounds otherwise."""
+    proof = _excluded(program, enclosure, bin_id, target, seconds) if seconds > 0 else None
+    if proof is not None:
+        return proof
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
         lo, hi = (float(v[e]) for v in enclosure.outputs[name])
         for maximise in ruling_sides(target, lo, hi):
-            value = program.bound(name, e, maximise)
+            value = program.bound(name, e, maximise, seconds)
             if value is not None:
                 lo, hi = (lo, min(hi, value)) if maximise else (max(lo, value), hi)
             if not _meets(target, np.ceil(lo), np.floor(hi)):
@@ -373,7 +375,7 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     hull = enclosure.sites[layer]["result"]
     maximise = kind in ("sat_high", "at_max", "wrap")
     for side in ((True, False) if kind == "wrap" else (maximise,)):
-        value = program.bound(f"{layer}:sum", element, side)
+        value = program.bound(f"{layer}:sum", element, side, seconds)
         if value is None:
             return None
         if side:
