@@ -362,7 +362,7 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
-        lo, hi = (float(v[e]) for v in enclosure.outputs[name])
+        lo, hi = _anchor_range(enclosure, target)
         for maximise in ruling_sides(target, lo, hi):
             value = program.bound(name, e, maximise, seconds)
             if value is not None:
@@ -392,7 +392,7 @@ def _excluded(program: LinearProgram, enclosure, bin_id: str, target, seconds: f
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
-        lo, hi = (int(v[e]) for v in enclosure.outputs[name])
+        lo, hi = _anchor_range(enclosure, target)
         inside = (target.starts <= hi) & (target.ends >= lo)
         if not inside.any():
             return f"{name!r} element {e} holds codes in [{lo}, {hi}], none of which reaches it (exhaustive over chain)"
@@ -460,7 +460,7 @@ def witnesses(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
         if program is None:
             continue
         if target is not None:
-            lo, hi = (float(v[target.element]) for v in enclosure.outputs[target.layer])
+            lo, hi = _anchor_range(enclosure, target)
             sides = [(target.layer, target.element, maximise) for maximise in ruling_sides(target, lo, hi)]
         else:
             sides = [(f"{layer}:sum", int(element), kind in ("sat_high", "at_max", "wrap"))]
@@ -492,6 +492,11 @@ def basis_to_input(manifest: Manifest, basis: str, values: np.ndarray) -> np.nda
         best = np.where(better, nearest, best)
         chosen = np.where(better, codes[row], chosen)
     return chosen
+
+
+def _anchor_range(enclosure, target) -> tuple:
+    """(lo, hi): the codes the target's anchor element can hold, by the enclosure."""
+    return tuple(int(v[target.element]) for v in enclosure.outputs[target.layer])
 
 
 def ruling_sides(target, lo: float, hi: float) -> tuple:
