@@ -137,7 +137,8 @@ def test_campaign_on_a_small_model():
 def test_a_narrower_kl_head_is_proved_equivalent_only_where_no_input_tells_it_apart(together):
     """Both means reach -4 within their enclosures, so intervals alone prove nothing; the mixed-integer program
     knows whether they reach it together: apart, the narrower head is proved equivalent and no input tells it apart;
-    together, the input 3.75 scores 8 (beyond the narrower type) and tells it apart, and nothing is proved."""
+    together, the input 3.75 scores 8 (beyond the narrower type) and tells it apart, nothing is proved, and the
+    undecided note names the one sign pattern of the means the program could not exclude: both negative."""
     manifest = kl_of_two_means(together)
     enclosure = Enclosure(manifest)
     assert (enclosure.outputs["mean"][0] == -32).all()
@@ -147,3 +148,5 @@ def test_a_narrower_kl_head_is_proved_equivalent_only_where_no_input_tells_it_ap
     assert distinguishing(manifest, mutant, every_input, None).any() == together
     assert (mutant.equivalent is None) == together
     assert together or "32 codes or more from zero" in mutant.equivalent
+    assert (mutant.undecided is not None and mutant.undecided.endswith("excludes 3 of 4 sign patterns within 10 s "
+                                                                       "each, not (-,-)")) == together

@@ -298,17 +298,24 @@ def test_program_after_a_bottleneck_bounds_the_decoder_over_the_code_box(seed):
     assert out.min() - MARGIN - 1 < low <= out.min()
 
 
-def test_apart_from_zero_holds_exactly_beyond_the_farthest_event():
-    """The code `mid` of the miniature autoencoder (seed 0): no event puts both elements more than 25 codes from
-    zero, though each reaches 32 alone (the enclosure's box allows both). The mixed-integer program finds a
-    solution 25 codes out (every event is one) and none MARGIN + 1 codes further (exhaustive over all 32^3 events)."""
+@pytest.mark.parametrize("signs", [(1, 1), (1, -1), (-1, 1), (-1, -1)])
+def test_mixed_integer_program_excludes_a_box_exactly_beyond_the_farthest_event(signs):
+    """The code `mid` of the miniature autoencoder (seed 0), one sign pattern of its two elements at a time: the
+    farthest any event puts both elements out with those signs at once is short of the enclosure's box (each
+    element alone reaches further). The mixed-integer program has a solution that far out (the event is one) and
+    none MARGIN + 1 codes further (exhaustive over all 32^3 events)."""
     manifest = through_two_codes(0)
     t = manifest.input.type
     codes = np.stack(np.meshgrid(*[np.arange(t.min_code, t.max_code + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    farthest = int(np.abs(Emulator(manifest).trace_codes(codes)["mid"]).min(axis=1).max())
+    farthest = int((Emulator(manifest).trace_codes(codes)["mid"] * np.array(signs)).min(axis=1).max())
     enclosure = Enclosure(manifest)
     lo, hi = enclosure.outputs["mid"]
-    assert farthest + MARGIN + 1 < np.maximum(-lo, hi).min()
+    reach = np.where(np.array(signs) > 0, hi, -lo)
+    assert farthest + MARGIN + 1 < reach.min()
     program = LinearProgram(manifest, enclosure, "mid")
-    assert not program.apart_from_zero("mid", farthest, seconds=10.0)
-    assert program.apart_from_zero("mid", farthest + MARGIN + 1, seconds=10.0)
+
+    def beyond(floor: float) -> dict:
+        return {e: (floor, hi[e]) if s > 0 else (lo[e], -floor) for e, s in enumerate(signs)}
+
+    assert not program.excludes_all("mid", beyond(farthest), seconds=10.0)
+    assert program.excludes_all("mid", beyond(farthest + MARGIN + 1), seconds=10.0)

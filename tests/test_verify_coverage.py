@@ -48,6 +48,7 @@ def test_coverage_campaign(name, events, search, proof_seconds, focus, simulator
     mutation = coverage["mutation"]
     assert mutation["data_and_targeted"]["distinguished"] >= mutation["data"]["distinguished"]
     assert all(m["equivalent"] for m in mutation["mutants"] if m["state"] == "equivalent")
+    assert all(m["undecided"] is None for m in mutation["mutants"] if m["state"] != "survived")
     assert coverage["boundary_events"]["threshold_code"] == report["model"]["threshold_code"]
     assert (out / coverage["files"]["precision_profile_plot"]).read_bytes()[:4] == b"\x89PNG"
     states = json.loads((out / coverage["files"]["bins"]).read_text())["bins"]

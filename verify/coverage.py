@@ -156,7 +156,8 @@ def _mutation(result: Result) -> dict:
         state = ("equivalent" if m.equivalent else "distinguished by data" if by_data is not None
                  else "distinguished by targeted events" if by_targeted is not None else "survived")
         rows.append({"name": m.name, "kind": m.kind, "layer": m.layer, "change": m.description, "state": state,
-                     "data_event": by_data, "targeted_event": by_targeted, "equivalent": m.equivalent})
+                     "data_event": by_data, "targeted_event": by_targeted, "equivalent": m.equivalent,
+                     "undecided": m.undecided if state == "survived" else None})
     return {"data": score.summary("data"), "data_and_targeted": score.summary("data", "targeted"), "mutants": rows}
 
 
@@ -199,8 +200,9 @@ def markdown_lines(section: dict) -> list:
             f"distinguished by data plus targeted events ({data['distinguished']} by the data alone); "
             f"{both['equivalent']} equivalent.", "",
             "| mutant | change | state |", "|---|---|---|"]
-    out += [f"| {m['name']} | {m['change']} | {m['state']}" + (f": {m['equivalent']}" if m["equivalent"] else "")
-            + " |" for m in mutation["mutants"]]
+    out += [f"| {m['name']} | {m['change']} | {m['state']}"
+            + "".join(f": {m[why]}" for why in ("equivalent", "undecided") if m.get(why)) + " |"
+            for m in mutation["mutants"]]
     if section["precision_profile"]:
         out += ["", "### Precision profile", "",
                 "| layer | type | type codes | observed codes | overflow ev. | at min ev. | at max ev. | headroom |",

@@ -1,17 +1,34 @@
 """A KL head whose result type is one bit narrower (a mutant) differs from the original only where its score leaves
 the narrower range, and the score is a sum of squared latent means: it gets there only when every mean lies far
 from zero. Interval analysis of the head alone, with one mean held near zero, says how far (`mean_floor`); the
-mixed-integer relaxation of the model up to the means then proves that no input puts them all that far out at once
-(each element's sign a binary of the solver), and the mutant equivalent.
+mixed-integer relaxation of the model up to the means then proves, one sign pattern of the means at a time, that
+no input puts them all that far out at once, and the mutant equivalent. Where the means are a saturating cast of
+a layer's sums, a floor on a mean is a floor on its sum, which spares the solver the cast's binaries.
 """
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
+
 from emulator.fixed_type import FixedType
 from emulator.manifest import Manifest
 
+from .bins import SATURATING
 from .intervals import Enclosure, in_range, layer_sites
 from .relaxation import LinearProgram
+
+PATTERN_LIMIT = 16
+"""Sign patterns asked of the solver at most (a head of up to four means); a wider head is not attempted."""
+
+
+@dataclass(frozen=True)
+class KlOverflow:
+    """The outcome of the attempt: `proof` says why no input leaves type `t`, or is None, and then `shortfall`
+    says what was not settled."""
+
+    proof: str | None
+    shortfall: str | None = None
 
 
 def mean_floor(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType) -> int | None:
@@ -40,18 +57,44 @@ def mean_floor(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType) ->
     return good
 
 
-def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, seconds: float) -> str | None:
-    """Why no input puts the KL head's score outside type `t`, or None: the mean floor, and the mixed-integer
-    program (within `seconds`) with no solution beyond it in every element at once."""
+def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, seconds: float) -> KlOverflow:
+    """Why no input puts the KL head's score outside type `t` (the mean floor, and for every sign pattern of the
+    means the mixed-integer program, within `seconds` each, with no solution beyond it), or what was not settled."""
     c = mean_floor(manifest, enclosure, layer, t)
     if c is None:
-        return None
+        return KlOverflow(None, f"the score leaves {t} with a mean at zero (interval analysis of the head)")
     mean = layer.inputs[0]
-    if not LinearProgram(manifest, enclosure, mean).apart_from_zero(mean, c, seconds):
-        return None
-    return (f"the score leaves {t} only where every element of {mean!r} lies {c} codes or more from zero (interval "
-            f"analysis of the head with any one of them nearer), and the mixed-integer relaxation of the model up to "
-            f"{mean!r} has no input that puts them all there")
+    m_lo, m_hi = enclosure.outputs[mean]
+    n = len(m_lo)
+    if 2 ** n > PATTERN_LIMIT:
+        return KlOverflow(None, f"{2 ** n} sign patterns of {mean!r}, more than {PATTERN_LIMIT} are not attempted")
+    program = LinearProgram(manifest, enclosure, mean)
+    name, ranges = _floors(manifest, enclosure, program, mean, c)
+    open_patterns = [signs for signs in itertools.product((1, -1), repeat=n)
+                     if not program.excludes_all(name, {e: ranges[e][s > 0] for e, s in enumerate(signs)}, seconds)]
+    if open_patterns:
+        shown = ", ".join("(" + ",".join("+" if s > 0 else "-" for s in signs) + ")" for signs in open_patterns)
+        return KlOverflow(None, f"the score leaves {t} only where every element of {mean!r} lies {c} codes or more "
+                                f"from zero; the mixed-integer program excludes {2 ** n - len(open_patterns)} of "
+                                f"{2 ** n} sign patterns within {seconds:g} s each, not {shown}")
+    return KlOverflow(f"the score leaves {t} only where every element of {mean!r} lies {c} codes or more from zero "
+                      f"(interval analysis of the head with any one of them nearer), and the mixed-integer relaxation "
+                      f"of the model up to {mean!r} has no input that puts them all there, in any of their "
+                      f"{2 ** n} sign patterns")
 
 
-__all__ = ["kl_overflow_proof", "mean_floor"]
+def _floors(manifest: Manifest, enclosure: Enclosure, program: LinearProgram, mean: str, c: int) -> tuple:
+    """(variable, {element: (range at or below -c, range at or above c)}) of `mean`'s codes, or of the sums its
+    saturating cast takes them from: a code at or above c (any rounding) needs a sum above (c - 1) steps of the
+    code's grid, and one at or below -c a sum below (1 - c) steps."""
+    t = manifest.producer_type(mean)
+    if f"{mean}:sum" in program.variable and t.overflow in SATURATING:
+        hull = enclosure.sites[mean]["result"]
+        step = 2.0 ** (hull.site.source_frac - t.fractional)
+        name, lo, hi, below, above = f"{mean}:sum", hull.lo, hull.hi, (1 - c) * step, (c - 1) * step
+    else:
+        (lo, hi), name, below, above = enclosure.outputs[mean], mean, float(-c), float(c)
+    return name, {e: ((float(lo[e]), below), (above, float(hi[e]))) for e in range(len(lo))}
+
+
+__all__ = ["KlOverflow", "PATTERN_LIMIT", "kl_overflow_proof", "mean_floor"]

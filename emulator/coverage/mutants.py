@@ -37,7 +37,8 @@ _OVERFLOW_SWAP = {"SAT": "WRAP", "WRAP": "SAT"}
 @dataclass(frozen=True)
 class Mutant:
     """One fault: `manifest` is the mutated model (the original for a threshold mutant, whose `threshold` is the
-    mutated code); `equivalent` says why no input in range can tell it apart, or is None."""
+    mutated code); `equivalent` says why no input in range can tell it apart, or is None; `undecided` says what an
+    attempt to prove it equivalent left unsettled, if one was made and fell short."""
 
     name: str
     kind: str
@@ -46,6 +47,7 @@ class Mutant:
     manifest: Manifest
     threshold: int | None = None
     equivalent: str | None = None
+    undecided: str | None = None
 
 
 def mutants(manifest: Manifest, trigger: Trigger | None = None, enclosure: Enclosure | None = None,
@@ -77,8 +79,9 @@ def mutants(manifest: Manifest, trigger: Trigger | None = None, enclosure: Enclo
         if layer.result.width > 1:
             t = layer.result
             narrow = dataclasses.replace(t, width=t.width - 1, integer=t.integer - 1)
-            out.append(_retyped(manifest, layer, "narrower", narrow, f"result type {t} -> {narrow}",
-                                _narrower_equivalence(manifest, enclosure, layer, sites, narrow, seconds)))
+            reason, undecided = _narrower_equivalence(manifest, enclosure, layer, sites, narrow, seconds)
+            out.append(_retyped(manifest, layer, "narrower", narrow, f"result type {t} -> {narrow}", reason,
+                                undecided))
         if layer.op in SUMMED:
             out.append(_reversed(manifest, layer, enclosure))
     if trigger is not None:
@@ -120,12 +123,12 @@ def _weight_lsb(manifest, layer, enclosure) -> Mutant:
                   equivalent=reason)
 
 
-def _retyped(manifest, layer, kind: str, new: FixedType, description: str, reason) -> Mutant:
+def _retyped(manifest, layer, kind: str, new: FixedType, description: str, reason, undecided=None) -> Mutant:
     def retype(target):
         target.result = new
 
     return Mutant(f"{kind}:{layer.name}", kind, layer.name, description, _copy_with(manifest, layer.name, retype),
-                  equivalent=reason)
+                  equivalent=reason, undecided=undecided)
 
 
 def _reversed(manifest, layer, enclosure) -> Mutant:
@@ -192,13 +195,16 @@ def _overflow_equivalence(enclosure, proved, layer, sites, old: str, new: str):
     return None
 
 
-def _narrower_equivalence(manifest, enclosure, layer, sites, narrow: FixedType, seconds: float):
-    """Why the narrower type changes nothing, or None: every cast already lands inside its range (interval
-    enclosure); for a KL head, within `seconds` > 0, no input puts every latent mean far enough out (kl_overflow)."""
+def _narrower_equivalence(manifest, enclosure, layer, sites, narrow: FixedType, seconds: float) -> tuple:
+    """(why the narrower type changes nothing, or None; what an attempt left unsettled, or None): every cast already
+    lands inside its range (interval enclosure); for a KL head, within `seconds` > 0, no input puts every latent mean
+    far enough out (kl_overflow)."""
     hulls = enclosure.sites[layer.name]
     if all(in_range(hulls[name], t=narrow).all() for name in sites):
         floor = narrow.min_code + (narrow.overflow == "SAT_SYM")
-        return f"every cast into the type rounds into [{floor}, {narrow.max_code}] of {narrow} (interval enclosure)"
+        return (f"every cast into the type rounds into [{floor}, {narrow.max_code}] of {narrow} (interval enclosure)",
+                None)
     if layer.op == "kl_divergence" and seconds > 0:
-        return kl_overflow_proof(manifest, enclosure, layer, narrow, seconds)
-    return None
+        attempt = kl_overflow_proof(manifest, enclosure, layer, narrow, seconds)
+        return attempt.proof, attempt.shortfall
+    return None, None

@@ -148,45 +148,37 @@ class LinearProgram:
         bound = getattr(result, "mip_dual_bound", None)
         return (None if bound is None or not np.isfinite(bound) else float(bound)), result.x
 
-    def apart_from_zero(self, name: str, floor: float, seconds: float) -> bool:
-        """Whether the mixed-integer program proves, within `seconds`, that no solution holds every element of `name`
-        `floor` codes or more from zero at once (a binary per element chooses its sign; the floor, less the margin,
-        asks for more than the claim)."""
-        columns = self.variable[name]
-        f = floor - MARGIN
-        rows, start = _Rows(), len(self.bounds) + self._integer_program()[2]
-        for j, v in enumerate(columns):  # sign 1: v >= f (else v >= lo); sign 0: v <= -f (else v <= hi)
-            lo, hi = self.bounds[v]
-            rows.add([0, 0, 1, 1], [v, start + j, v, start + j], [-1.0, f - lo, 1.0, -(hi + f)], [-lo, -f])
-        return self._integer_result(None, seconds, rows, len(columns)).status == 2
-
     def excludes(self, name: str, element: int, lo: float, hi: float, seconds: float) -> bool:
         """Whether the mixed-integer program proves, within `seconds`, that variable `name` at `element` never lies
-        within [lo, hi] (widened by the margin). The variable is pushed toward the range (maximised when it lies in
-        the upper half of the variable's bounds), which guides the solver's branching."""
-        v = self.variable[name][element]
-        (b_lo, b_hi), cost = self.bounds[v], np.zeros(len(self.bounds))
-        cost[v] = -1.0 if lo + hi >= b_lo + b_hi else 1.0
-        lo, hi = max(b_lo, lo - MARGIN), min(b_hi, hi + MARGIN)
-        return lo > hi or self._integer_result(cost, seconds, narrowed={v: (lo, hi)}).status == 2
+        within [lo, hi] (widened by the margin)."""
+        return self.excludes_all(name, {element: (lo, hi)}, seconds)
 
-    def _integer_result(self, cost, seconds: float, more=None, n_more: int = 0, narrowed: dict | None = None):
-        """scipy's result for min cost . x (None: feasibility) over the mixed-integer program, with rows `more` over
-        `n_more` further binaries, and the bounds of `narrowed` ({column: (lo, hi)})."""
+    def excludes_all(self, name: str, ranges: dict, seconds: float) -> bool:
+        """Whether the mixed-integer program proves, within `seconds`, that no solution holds every element of
+        variable `name` within its range of `ranges` ({element: (lo, hi)}, each widened by the margin) at once. Each
+        is pushed toward its range (maximised when it lies in the upper half of its bounds), which guides the
+        solver's branching."""
+        cost, narrowed = np.zeros(len(self.bounds)), {}
+        for element, (lo, hi) in ranges.items():
+            v = self.variable[name][element]
+            b_lo, b_hi = self.bounds[v]
+            cost[v] = -1.0 if lo + hi >= b_lo + b_hi else 1.0
+            narrowed[v] = (max(b_lo, lo - MARGIN), min(b_hi, hi + MARGIN))
+        if any(a > b for a, b in narrowed.values()):
+            return True
+        return self._integer_result(cost, seconds, narrowed).status == 2
+
+    def _integer_result(self, cost, seconds: float, narrowed: dict | None = None):
+        """scipy's result for min cost . x over the mixed-integer program, with the bounds of `narrowed`
+        ({column: (lo, hi)})."""
         matrix, rhs, n_binary = self._integer_program()
         lo, hi = np.array(self.bounds, dtype=np.float64).T
         integral = hi - lo <= INTEGRAL_RANGE
         for column, (a, b) in (narrowed or {}).items():
             lo[column], hi[column] = a, b
-        n_extra = n_binary + n_more
-        if more is not None:
-            extra, extra_rhs = more.build(matrix.shape[1] + n_more)
-            matrix = vstack([hstack([matrix, coo_matrix((matrix.shape[0], n_more))]), extra]).tocsr()
-            rhs = np.r_[rhs, extra_rhs]
-        cost = np.zeros(len(lo) + n_extra) if cost is None else np.r_[cost, np.zeros(n_extra)]
         with _quiet():
-            return milp(cost, integrality=np.r_[integral, np.ones(n_extra)],
-                        bounds=Bounds(np.r_[lo, np.zeros(n_extra)], np.r_[hi, np.ones(n_extra)]),
+            return milp(np.r_[cost, np.zeros(n_binary)], integrality=np.r_[integral, np.ones(n_binary)],
+                        bounds=Bounds(np.r_[lo, np.zeros(n_binary)], np.r_[hi, np.ones(n_binary)]),
                         constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
 
     def _integer_program(self):
