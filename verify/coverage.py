@@ -201,7 +201,7 @@ def markdown_lines(section: dict) -> list:
             f"{both['equivalent']} equivalent.", "",
             "| mutant | change | state |", "|---|---|---|"]
     out += [f"| {m['name']} | {m['change']} | {m['state']}"
-            + "".join(f": {m[why]}" for why in ("equivalent", "undecided") if m.get(why)) + " |"
+            + "".join(f": {m[why]}" for why in ("equivalent", "undecided") if m[why]) + " |"
             for m in mutation["mutants"]]
     if section["precision_profile"]:
         out += ["", "### Precision profile", "",

@@ -64,22 +64,20 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
     if c is None:
         return KlOverflow(None, f"the score leaves {t} with a mean at zero (interval analysis of the head)")
     mean = layer.inputs[0]
-    m_lo, m_hi = enclosure.outputs[mean]
-    n = len(m_lo)
+    n = len(enclosure.outputs[mean][0])
     if 2 ** n > PATTERN_LIMIT:
         return KlOverflow(None, f"{2 ** n} sign patterns of {mean!r}, more than {PATTERN_LIMIT} are not attempted")
     program = LinearProgram(manifest, enclosure, mean)
     name, ranges = _floors(manifest, enclosure, program, mean, c)
     open_patterns = [signs for signs in itertools.product((1, -1), repeat=n)
                      if not program.excludes_all(name, {e: ranges[e][s > 0] for e, s in enumerate(signs)}, seconds)]
+    needs = f"the score leaves {t} only where every element of {mean!r} lies {c} codes or more from zero"
     if open_patterns:
         shown = ", ".join("(" + ",".join("+" if s > 0 else "-" for s in signs) + ")" for signs in open_patterns)
-        return KlOverflow(None, f"the score leaves {t} only where every element of {mean!r} lies {c} codes or more "
-                                f"from zero; the mixed-integer program excludes {2 ** n - len(open_patterns)} of "
+        return KlOverflow(None, f"{needs}; the mixed-integer program excludes {2 ** n - len(open_patterns)} of "
                                 f"{2 ** n} sign patterns within {seconds:g} s each, not {shown}")
-    return KlOverflow(f"the score leaves {t} only where every element of {mean!r} lies {c} codes or more from zero "
-                      f"(interval analysis of the head with any one of them nearer), and the mixed-integer relaxation "
-                      f"of the model up to {mean!r} has no input that puts them all there, in any of their "
+    return KlOverflow(f"{needs} (interval analysis of the head with any one of them nearer), and the mixed-integer "
+                      f"relaxation of the model up to {mean!r} has no input that puts them all there, in any of their "
                       f"{2 ** n} sign patterns")
 
 
