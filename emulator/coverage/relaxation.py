@@ -31,6 +31,8 @@ from emulator.plan import plan_layer
 
 MARGIN = 2.0
 """Codes a bound is widened by, on top of a relative 1e-7, against the solver's tolerances."""
+EXCLUDED = "excluded"
+"""`LinearProgram.reach`'s answer for a box no solution of the mixed-integer program lies in."""
 INTEGRAL_RANGE = 1024
 """Codes a variable may span and still be kept integral by the mixed-integer program: on a coarse grid (a 4-bit
 activation) the code is what rounding decides; a wide one, nearly continuous, would only slow the solver down."""
@@ -148,16 +150,16 @@ class LinearProgram:
         bound = getattr(result, "mip_dual_bound", None)
         return (None if bound is None or not np.isfinite(bound) else float(bound)), result.x
 
-    def excludes(self, name: str, element: int, lo: float, hi: float, seconds: float) -> bool:
-        """Whether the mixed-integer program proves, within `seconds`, that variable `name` at `element` never lies
-        within [lo, hi] (widened by the margin)."""
-        return self.excludes_all(name, {element: (lo, hi)}, seconds)
-
     def excludes_all(self, name: str, ranges: dict, seconds: float) -> bool:
         """Whether the mixed-integer program proves, within `seconds`, that no solution holds every element of
-        variable `name` within its range of `ranges` ({element: (lo, hi)}, each widened by the margin) at once. Each
-        is pushed toward its range (maximised when it lies in the upper half of its bounds), which guides the
-        solver's branching."""
+        variable `name` within its range of `ranges` ({element: (lo, hi)}, each widened by the margin) at once."""
+        return self.reach(name, ranges, seconds) is EXCLUDED
+
+    def reach(self, name: str, ranges: dict, seconds: float):
+        """What the mixed-integer program, within `seconds`, says of the box `ranges` ({element: (lo, hi)}, each
+        widened by the margin) of variable `name`: EXCLUDED (no solution lies in it), the values {element: value} of
+        a solution found in it, or None (the time ran out first). Each element is pushed toward its range
+        (maximised when it lies in the upper half of its bounds), which guides the solver's branching."""
         cost, narrowed = np.zeros(len(self.bounds)), {}
         for element, (lo, hi) in ranges.items():
             v = self.variable[name][element]
@@ -165,8 +167,13 @@ class LinearProgram:
             cost[v] = -1.0 if lo + hi >= b_lo + b_hi else 1.0
             narrowed[v] = (max(b_lo, lo - MARGIN), min(b_hi, hi + MARGIN))
         if any(a > b for a, b in narrowed.values()):
-            return True
-        return self._integer_result(cost, seconds, narrowed).status == 2
+            return EXCLUDED
+        result = self._integer_result(cost, seconds, narrowed)
+        if result.status == 2:
+            return EXCLUDED
+        if result.x is None:
+            return None
+        return {element: float(result.x[self.variable[name][element]]) for element in ranges}
 
     def _integer_result(self, cost, seconds: float, narrowed: dict | None = None):
         """scipy's result for min cost . x over the mixed-integer program, with the bounds of `narrowed`
@@ -347,10 +354,12 @@ def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target,
 def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
     """A proof from the program that the bin is unreachable, or None: with `seconds` > 0, first that the mixed-integer
     program has no solution that reaches it (`_excluded`), then from its bounds, each within `seconds` (the solver
-    settles some bins one way, some the other); from the linear program's bounds otherwise."""
-    proof = _excluded(program, enclosure, bin_id, target, seconds) if seconds > 0 else None
-    if proof is not None:
-        return proof
+    settles some bins one way, some the other; not where the first found a solution that reaches the bin, which
+    bounds only confirm); from the linear program's bounds otherwise."""
+    if seconds > 0:
+        proof, reached = _excluded(program, enclosure, bin_id, target, seconds)
+        if proof is not None or reached:
+            return proof
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
@@ -377,38 +386,42 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     return enclosure.proof(bin_id)
 
 
-def _excluded(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
-    """A proof that the mixed-integer program, within `seconds`, has no solution where the bin's anchor holds a code
+def _excluded(program: LinearProgram, enclosure, bin_id: str, target, seconds: float) -> tuple:
+    """(a proof that the mixed-integer program, within `seconds`, has no solution where the bin's anchor holds a code
     of its target (all of them between the first and the last in range), or where the layer's pre-cast sum lies past
-    the edge that reaching the bin needs; None where it has one, or the time runs out."""
+    the edge that reaching the bin needs, or None; whether a solution it found reaches the bin)."""
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
         lo, hi = _anchor_range(enclosure, target)
         inside = (target.starts <= hi) & (target.ends >= lo)
         if not inside.any():
-            return f"{name!r} element {e} holds codes in [{lo}, {hi}], none of which reaches it (exhaustive over chain)"
+            return (f"{name!r} element {e} holds codes in [{lo}, {hi}], none of which reaches it (exhaustive over "
+                    f"chain)"), False
         first, last = max(lo, int(target.starts[inside].min())), min(hi, int(target.ends[inside].max()))
-        if not program.excludes(name, e, first, last, seconds):
-            return None
+        answer = program.reach(name, {e: (first, last)}, seconds)
+        if answer is not EXCLUDED:
+            code = None if answer is None else round(answer[e])
+            return None, code is not None and _meets(target, code, code)
         return (f"{name!r} element {e} never holds a code in [{first}, {last}] (the program has no solution there), "
-                f"and only codes there reach it (exhaustive over the chain)")
+                f"and only codes there reach it (exhaustive over the chain)"), False
     if kind == "wrap":
-        return None
+        return None, False
     element = int(element)
     hull = enclosure.sites[layer]["result"]
     maximise = kind in ("sat_high", "at_max")
     edge = _edge(enclosure, hull, element, bin_id, maximise)
     if edge is None:
-        return None
+        return None, False
     lo, hi = (edge, int(hull.hi[element])) if maximise else (int(hull.lo[element]), edge)
-    if not program.excludes(f"{layer}:sum", element, lo, hi, seconds):
-        return None
+    answer = program.reach(f"{layer}:sum", {element: (lo, hi)}, seconds)
+    if answer is not EXCLUDED:
+        return None, answer is not None
     if maximise:
         hull.hi[element] = edge - 1
     else:
         hull.lo[element] = edge + 1
-    return enclosure.proof(bin_id)
+    return enclosure.proof(bin_id), False
 
 
 def _edge(enclosure, hull, element: int, bin_id: str, maximise: bool) -> int | None:
