@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from emulator.manifest import Manifest
@@ -247,9 +248,6 @@ class _Lines:
         self.cuts = np.zeros((0, len(l)), dtype=np.int64)  # sorted per element; l - 1 marks no cut
         self.cut_values = np.zeros((0, len(l)))
 
-    def _mask(self, codes):
-        return (codes[:, None] >= self.l) & (codes[:, None] <= self.u)
-
     def sample(self, codes, f):
         """f at the SAMPLES evenly spaced codes (the ends of the first chord)."""
         f = f.astype(np.float64)
@@ -259,14 +257,7 @@ class _Lines:
     def fit_pieces(self, codes, f):
         """After the cuts: the sums (count, sum q, sum q^2, sum f, sum q f) of the least squares line of every
         piece."""
-        f = f.astype(np.float64)
-        inside = self._mask(codes)
-        piece = np.where(inside, self._piece(codes), -1)
-        q = codes.astype(np.float64)
-        for k in range(len(self.cuts) + 1):
-            mine = (piece == k).astype(np.float64)
-            fk = mine * f
-            self.piece_sums[k] += np.stack([mine.sum(0), q @ mine, (q * q) @ mine, fk.sum(0), q @ fk])
+        _piece_sums(codes, f.astype(np.float64), self.l, self.u, self.cuts, self.piece_sums)
 
     def fix_slopes(self):
         """After `sample`, the cuts and `fit_pieces`: the candidate slopes, (candidates, elements), the chord and the
@@ -290,19 +281,8 @@ class _Lines:
 
     def offsets(self, codes, f):
         """After `fix_slopes`: the offsets of every candidate over the whole range and on every piece."""
-        inside = self._mask(codes)
-        gap = f.astype(np.float64)[None] - self.alpha[:, None] * codes[None, :, None]  # (candidates, codes, elements)
-        self.low = np.minimum(self.low, np.where(inside[None], gap, np.inf).min(axis=1))
-        self.high = np.maximum(self.high, np.where(inside[None], gap, -np.inf).max(axis=1))
-        piece = self._piece(codes)
-        for k in range(len(self.cuts) + 1):
-            mask = inside & (piece == k)
-            self.piece_low[k] = np.minimum(self.piece_low[k], np.where(mask[None], gap, np.inf).min(axis=1))
-            self.piece_high[k] = np.maximum(self.piece_high[k], np.where(mask[None], gap, -np.inf).max(axis=1))
-
-    def _piece(self, codes):
-        """(codes, elements): the piece each code falls in, between the cuts."""
-        return (codes[None, :, None] > self.cuts[:, None, :]).sum(axis=0)
+        _gap_extremes(codes, f.astype(np.float64), self.alpha, self.l, self.u, self.cuts, self.low, self.high,
+                      self.piece_low, self.piece_high)
 
     def start_cutting(self):
         n_pieces = len(self.cuts) + 1
@@ -312,21 +292,9 @@ class _Lines:
 
     def cut(self, codes, f):
         """One pass finding, per piece, the code straying furthest from the piece's chord."""
-        f = f.astype(np.float64)
         ends, values = self._ends()
-        piece = np.minimum(self._piece(codes), len(self.cuts))
-        x0, x1 = np.take_along_axis(ends, piece, 0), np.take_along_axis(ends, piece + 1, 0)
-        y0, y1 = np.take_along_axis(values, piece, 0), np.take_along_axis(values, piece + 1, 0)
-        chord = y0 + _slope(x0, y0, x1, y1) * (codes[:, None] - x0)
-        stray = np.where(self._mask(codes), np.abs(f - chord), -1.0)
-        for k in range(len(self.cuts) + 1):
-            mine = np.where(piece == k, stray, -1.0)
-            row = np.argmax(mine, axis=0)
-            best = mine[row, np.arange(mine.shape[1])]
-            better = best > self._stray[k]
-            self._stray[k] = np.where(better, best, self._stray[k])
-            self._stray_code[k] = np.where(better, codes[row], self._stray_code[k])
-            self._stray_value[k] = np.where(better, f[row, np.arange(f.shape[1])], self._stray_value[k])
+        _strays(codes, f.astype(np.float64), self.l, self.u, self.cuts, ends, values, self._stray, self._stray_code,
+                self._stray_value)
 
     def finish_cutting(self):
         keep = self._stray > self.STRAY
@@ -346,6 +314,68 @@ class _Lines:
         """(alpha, low, high), (candidates, elements), with a margin for the float arithmetic."""
         margin = 1e-9 * (np.abs(self.alpha) * np.maximum(np.abs(self.l), np.abs(self.u)) + 1)
         return self.alpha, self.low - margin, self.high + margin
+
+
+@nb.njit(inline="always", cache=True)
+def _piece_of(q, cuts, e):
+    """The piece code q of element e falls in: how many of its cuts lie below q."""
+    piece = 0
+    for j in range(cuts.shape[0]):
+        piece += q > cuts[j, e]
+    return piece
+
+
+@nb.njit(cache=True)
+def _piece_sums(codes, f, l, u, cuts, sums):
+    """sums[piece, :, e] += (count, sum q, sum q^2, sum f, sum q f) over the codes q in [l, u] of each piece of
+    element e, in code order."""
+    for e in range(f.shape[1]):
+        for i in range(len(codes)):
+            q = codes[i]
+            if q < l[e] or q > u[e]:
+                continue
+            piece, x, y = _piece_of(q, cuts, e), float(q), f[i, e]
+            sums[piece, 0, e] += 1.0
+            sums[piece, 1, e] += x
+            sums[piece, 2, e] += x * x
+            sums[piece, 3, e] += y
+            sums[piece, 4, e] += x * y
+
+
+@nb.njit(cache=True)
+def _strays(codes, f, l, u, cuts, ends, values, stray, stray_code, stray_value):
+    """Per piece of element e (between the cuts, its chord from ends to values), the first code in [l, u] straying
+    furthest from the chord, if further than `stray` already holds: its distance, code and f (in place)."""
+    last = cuts.shape[0]
+    for e in range(f.shape[1]):
+        for i in range(len(codes)):
+            q = codes[i]
+            if q < l[e] or q > u[e]:
+                continue
+            piece = min(_piece_of(q, cuts, e), last)
+            x0, x1, y0, y1 = ends[piece, e], ends[piece + 1, e], values[piece, e], values[piece + 1, e]
+            slope = (y1 - y0) / (x1 - x0) if x1 - x0 > 0 else 0.0
+            distance = abs(f[i, e] - (y0 + slope * (q - x0)))
+            if distance > stray[piece, e]:
+                stray[piece, e], stray_code[piece, e], stray_value[piece, e] = distance, q, f[i, e]
+
+
+@nb.njit(cache=True)
+def _gap_extremes(codes, f, alpha, l, u, cuts, low, high, piece_low, piece_high):
+    """Per candidate k and element e, the least and greatest f - alpha[k, e] * code over the codes in [l, u], into
+    low and high, and over those of each piece between the cuts, into piece_low and piece_high (in place)."""
+    for e in range(f.shape[1]):
+        for i in range(len(codes)):
+            q = codes[i]
+            if q < l[e] or q > u[e]:
+                continue
+            piece = _piece_of(q, cuts, e)
+            for k in range(alpha.shape[0]):
+                gap = f[i, e] - alpha[k, e] * q
+                low[k, e] = min(low[k, e], gap)
+                high[k, e] = max(high[k, e], gap)
+                piece_low[piece, k, e] = min(piece_low[piece, k, e], gap)
+                piece_high[piece, k, e] = max(piece_high[piece, k, e], gap)
 
 
 def _least_squares(sums) -> np.ndarray:
