@@ -356,21 +356,22 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
     program has no solution that reaches it (`_excluded`), then from its bounds, each within `seconds` (the solver
     settles some bins one way, some the other; not where the first found a solution that reaches the bin, which
     bounds only confirm); from the linear program's bounds otherwise."""
+    layer, site, element, kind = bin_id.split("/")
+    if target is not None:
+        lo, hi = _anchor_range(enclosure, target)
+        if not _meets(target, lo, hi):
+            return _beyond(target, lo, hi)
     if seconds > 0:
         proof, reached = _excluded(program, enclosure, bin_id, target, seconds)
         if proof is not None or reached:
             return proof
-    layer, site, element, kind = bin_id.split("/")
     if target is not None:
-        name, e = target.layer, target.element
-        lo, hi = _anchor_range(enclosure, target)
         for maximise in ruling_sides(target, lo, hi):
-            value = program.bound(name, e, maximise, seconds)
+            value = program.bound(target.layer, target.element, maximise, seconds)
             if value is not None:
                 lo, hi = (lo, min(hi, value)) if maximise else (max(lo, value), hi)
             if not _meets(target, np.ceil(lo), np.floor(hi)):
-                return (f"{name!r} element {e} holds codes in [{np.ceil(lo):.0f}, {np.floor(hi):.0f}], none of "
-                        f"which reaches it (exhaustive over the chain)")
+                return _beyond(target, np.ceil(lo), np.floor(hi))
         return None
     element = int(element)
     hull = enclosure.sites[layer]["result"]
@@ -388,16 +389,14 @@ def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: floa
 
 def _excluded(program: LinearProgram, enclosure, bin_id: str, target, seconds: float) -> tuple:
     """(a proof that the mixed-integer program, within `seconds`, has no solution where the bin's anchor holds a code
-    of its target (all of them between the first and the last in range), or where the layer's pre-cast sum lies past
-    the edge that reaching the bin needs, or None; whether a solution it found reaches the bin)."""
+    of its target (all of them between the first and the last in range, which holds one), or where the layer's
+    pre-cast sum lies past the edge that reaching the bin needs, or None; whether a solution it found reaches the
+    bin)."""
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
         lo, hi = _anchor_range(enclosure, target)
         inside = (target.starts <= hi) & (target.ends >= lo)
-        if not inside.any():
-            return (f"{name!r} element {e} holds codes in [{lo}, {hi}], none of which reaches it (exhaustive over "
-                    f"chain)"), False
         first, last = max(lo, int(target.starts[inside].min())), min(hi, int(target.ends[inside].max()))
         answer = program.reach(name, {e: (first, last)}, seconds)
         if answer is not EXCLUDED:
@@ -497,6 +496,12 @@ def basis_to_input(manifest: Manifest, basis: str, values: np.ndarray) -> np.nda
         best = np.where(better, nearest, best)
         chosen = np.where(better, codes[row], chosen)
     return chosen
+
+
+def _beyond(target, lo, hi) -> str:
+    """The proof of a target whose anchor holds only codes in [lo, hi], none of them the target's."""
+    return (f"{target.layer!r} element {target.element} holds codes in [{lo:.0f}, {hi:.0f}], none of which reaches it "
+            f"(exhaustive over the chain)")
 
 
 def _anchor_range(enclosure, target) -> tuple:
