@@ -8,7 +8,7 @@ import pytest
 from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
 from emulator.coverage.intervals import Enclosure
 from emulator.coverage.preimages import CodeTarget, translate
-from emulator.coverage.relaxation import MARGIN, LinearProgram, ruling_sides, bottleneck, lp_proofs
+from emulator.coverage.relaxation import MARGIN, LinearProgram, basis_to_input, bottleneck, lp_proofs, ruling_sides
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.emulator import Emulator
@@ -133,7 +133,7 @@ def test_linear_program_bounds_enclose_every_event():
         for e in range(manifest.layer(name).size):
             assert program.bound(name, e, True) >= trace[name][:, e].max()
             assert program.bound(name, e, False) <= trace[name][:, e].min()
-    assert lp_proofs(manifest, enclosure, [], {}) == {}
+    assert lp_proofs(manifest, enclosure, [], {}) == ({}, {})
 
 
 def test_an_op_without_a_transfer_proves_nothing_downstream_wrongly():
@@ -219,7 +219,7 @@ def test_mixed_integer_program_excludes_exactly_the_codes_no_event_reaches(seed)
     program = LinearProgram(manifest, Enclosure(manifest), "out", 0)
     top, bottom = int(out.max()), int(out.min())
     for code in (top, bottom):  # a solution there, and the value it gives the output
-        assert abs(program.reach("out", {0: (code, code)}, seconds=10.0)[0] - code) <= MARGIN
+        assert abs(program.reach("out", {0: (code, code)}, seconds=10.0).values[0] - code) <= MARGIN
     assert program.excludes_all("out", {0: (top + MARGIN + 1, top + 1000)}, seconds=10.0)
     assert program.excludes_all("out", {0: (bottom - 1000, bottom - MARGIN - 1)}, seconds=10.0)
 
@@ -239,7 +239,8 @@ def test_mixed_integer_program_proves_exactly_the_bins_no_event_reaches(seed, va
     """The chain of coarse casts with a saturation between the output's true maximum (2.0 to 3.5 by the seed) and
     its linear bound: a code target (the output, 3 or more, saturates the layer after it) or the sums of the output
     itself (less 1, into [-2, 2)). Over all 32^3 events, seeds 1 and 2 saturate and 0 and 3 never do; the linear
-    program proves neither, the mixed-integer one exactly the two bins of the seeds that never saturate."""
+    program proves neither, the mixed-integer one exactly the two bins of the seeds that never saturate; for the
+    others it finds solutions that, as input codes, reach the bins."""
     manifest = (shifted_pooling(seed) if variant == "target"
                 else coarse_pooling(seed, bias=-4, result="ap_fixed<8,2,AP_RND_CONV,AP_SAT>"))
     t = manifest.input.type
@@ -250,9 +251,13 @@ def test_mixed_integer_program_proves_exactly_the_bins_no_event_reaches(seed, va
     enclosure = Enclosure(manifest)
     targets, _ = translate(manifest, bins, enclosure)
     assert (variant == "target") == (len(targets) == 2)
-    assert lp_proofs(manifest, enclosure, bins, targets, seconds=0.0) == {}
-    proofs = lp_proofs(manifest, enclosure, bins, targets, seconds=10.0)
+    assert lp_proofs(manifest, enclosure, bins, targets, seconds=0.0)[0] == {}
+    proofs, solutions = lp_proofs(manifest, enclosure, bins, targets, seconds=10.0)
     assert set(proofs) == (set(bins) if seed in (0, 3) else set())
+    assert bool(solutions) == (seed in (1, 2))  # where the bins are reached, the program's solutions reach them too
+    if solutions:
+        events = basis_to_input(manifest, enclosure.affine.basis, np.array(list(solutions.values())))
+        assert InstrumentedEmulator(manifest).bin_hits(events, list(solutions)).diagonal().all()
 
 
 def test_only_the_bounds_that_can_rule_a_target_out_are_solved():

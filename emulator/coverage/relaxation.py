@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
@@ -36,6 +37,15 @@ EXCLUDED = "excluded"
 INTEGRAL_RANGE = 1024
 """Codes a variable may span and still be kept integral by the mixed-integer program: on a coarse grid (a 4-bit
 activation) the code is what rounding decides; a wide one, nearly continuous, would only slow the solver down."""
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solution of the mixed-integer program: the values of the variable asked about ({element: value}) and the
+    basis codes it holds."""
+
+    values: dict
+    basis: np.ndarray
 
 
 class LinearProgram:
@@ -132,16 +142,19 @@ class LinearProgram:
         else:
             result = linprog(cost, A_ub=self.matrix, b_ub=self.rhs, bounds=self.bounds, method="highs")
             value, x = (result.fun, result.x) if result.status == 0 else (None, None)
-        basis = None
-        if x is not None:  # elements outside the cone at the code of their range nearest zero
-            basis = np.clip(0.0, *(np.asarray(v, dtype=np.float64) for v in self.basis_box))
-            inside = self.variable[self.basis] >= 0
-            basis[inside] = x[self.variable[self.basis][inside]]
+        basis = None if x is None else self._basis_codes(x)
         if value is None:
             return None, basis
         value = -value if maximise else value
         margin = MARGIN + 1e-7 * abs(value)
         return (value + margin if maximise else value - margin), basis
+
+    def _basis_codes(self, x) -> np.ndarray:
+        """The basis codes of solution `x`; elements outside the cone at the code of their range nearest zero."""
+        basis = np.clip(0.0, *(np.asarray(v, dtype=np.float64) for v in self.basis_box))
+        inside = self.variable[self.basis] >= 0
+        basis[inside] = x[self.variable[self.basis][inside]]
+        return basis
 
     def _integer_solve(self, cost, seconds: float) -> tuple:
         """(the solver's dual bound on min cost . x of the mixed-integer program, its best solution), None where
@@ -157,8 +170,8 @@ class LinearProgram:
 
     def reach(self, name: str, ranges: dict, seconds: float):
         """What the mixed-integer program, within `seconds`, says of the box `ranges` ({element: (lo, hi)}, each
-        widened by the margin) of variable `name`: EXCLUDED (no solution lies in it), the values {element: value} of
-        a solution found in it, or None (the time ran out first). Each element is pushed toward its range
+        widened by the margin) of variable `name`: EXCLUDED (no solution lies in it), a Solution found in it, or None
+        (the time ran out first). Each element is pushed toward its range
         (maximised when it lies in the upper half of its bounds), which guides the solver's branching."""
         cost, narrowed = np.zeros(len(self.bounds)), {}
         for element, (lo, hi) in ranges.items():
@@ -173,7 +186,8 @@ class LinearProgram:
             return EXCLUDED
         if result.x is None:
             return None
-        return {element: float(result.x[self.variable[name][element]]) for element in ranges}
+        return Solution({element: float(result.x[self.variable[name][element]]) for element in ranges},
+                        self._basis_codes(result.x))
 
     def _integer_result(self, cost, seconds: float, narrowed: dict | None = None):
         """scipy's result for min cost . x over the mixed-integer program, with the bounds of `narrowed`
@@ -305,12 +319,13 @@ def _ancestors(manifest: Manifest, last: str, basis: str) -> list:
     return [layer.name for layer in manifest.layers if layer.name in needed]
 
 
-def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float = 30.0) -> dict:
-    """{bin id: proof} for bins the linear program (its bounds), else, within `seconds` > 0 each, the mixed-integer
+def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: float = 30.0) -> tuple:
+    """({bin id: proof} for bins the linear program (its bounds), else, within `seconds` > 0 each, the mixed-integer
     program after the bin's bottleneck, then the whole one (no solution reaching the bin), proves unreachable: bins of
     a dense, convolution or pooling layer's result cast (its sums), and bins translated into code targets (their
-    anchor's code)."""
-    programs, proofs, same = {}, {}, {}
+    anchor's code); {bin id: basis codes of a solution of the whole program that reaches the bin}, starts for a
+    search)."""
+    programs, proofs, reached, same = {}, {}, {}, {}
     for bin_id in bin_ids:
         target = targets.get(bin_id)
         if target is not None:  # copies of an element (upsampling, padding) share one target: prove it once
@@ -321,7 +336,9 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
         attempts = [(0.0, False)] + ([(seconds, True), (seconds, False)] if seconds else [])
         for limit, after in attempts:  # the linear program, the mixed-integer one after a bottleneck, the whole one
             program = _program(manifest, enclosure, programs, bin_id, target, cone=limit > 0, after=after)
-            proof = None if program is None else _prove(program, enclosure, bin_id, target, limit)
+            proof, solution = (None, None) if program is None else _prove(program, enclosure, bin_id, target, limit)
+            if solution is not None and not after:
+                reached[bin_id] = solution.basis
             if proof is not None:
                 how = "mixed-integer relaxation" if limit else "linear relaxation"
                 start = f" from {program.basis!r} within its enclosure" if after else ""
@@ -329,7 +346,7 @@ def lp_proofs(manifest: Manifest, enclosure, bin_ids, targets: dict, seconds: fl
                 break
         if target is not None:
             same[target.key] = proofs.get(bin_id)
-    return proofs
+    return proofs, reached
 
 
 def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target, cone: bool = False,
@@ -351,47 +368,47 @@ def _program(manifest: Manifest, enclosure, programs: dict, bin_id: str, target,
     return programs[key]
 
 
-def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float):
-    """A proof from the program that the bin is unreachable, or None: with `seconds` > 0, first that the mixed-integer
-    program has no solution that reaches it (`_excluded`), then from its bounds, each within `seconds` (the solver
-    settles some bins one way, some the other; not where the first found a solution that reaches the bin, which
-    bounds only confirm); from the linear program's bounds otherwise."""
+def _prove(program: LinearProgram, enclosure, bin_id: str, target, seconds: float) -> tuple:
+    """(a proof from the program that the bin is unreachable, or None; a solution found that reaches it, or None):
+    with `seconds` > 0, first that the mixed-integer program has no solution that reaches it (`_excluded`), then from
+    its bounds, each within `seconds` (the solver settles some bins one way, some the other; not where the first
+    found a solution that reaches the bin, which bounds only confirm); from the linear program's bounds otherwise."""
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         lo, hi = _anchor_range(enclosure, target)
         if not _meets(target, lo, hi):
-            return _beyond(target, lo, hi)
+            return _beyond(target, lo, hi), None
     if seconds > 0:
-        proof, reached = _excluded(program, enclosure, bin_id, target, seconds)
-        if proof is not None or reached:
-            return proof
+        proof, solution = _excluded(program, enclosure, bin_id, target, seconds)
+        if proof is not None or solution is not None:
+            return proof, solution
     if target is not None:
         for maximise in ruling_sides(target, lo, hi):
             value = program.bound(target.layer, target.element, maximise, seconds)
             if value is not None:
                 lo, hi = (lo, min(hi, value)) if maximise else (max(lo, value), hi)
             if not _meets(target, np.ceil(lo), np.floor(hi)):
-                return _beyond(target, np.ceil(lo), np.floor(hi))
-        return None
+                return _beyond(target, np.ceil(lo), np.floor(hi)), None
+        return None, None
     element = int(element)
     hull = enclosure.sites[layer]["result"]
     maximise = kind in ("sat_high", "at_max", "wrap")
     for side in ((True, False) if kind == "wrap" else (maximise,)):
         value = program.bound(f"{layer}:sum", element, side, seconds)
         if value is None:
-            return None
+            return None, None
         if side:
             hull.hi[element] = min(hull.hi[element], int(np.floor(value)))
         else:
             hull.lo[element] = max(hull.lo[element], int(np.ceil(value)))
-    return enclosure.proof(bin_id)
+    return enclosure.proof(bin_id), None
 
 
 def _excluded(program: LinearProgram, enclosure, bin_id: str, target, seconds: float) -> tuple:
     """(a proof that the mixed-integer program, within `seconds`, has no solution where the bin's anchor holds a code
     of its target (all of them between the first and the last in range, which holds one), or where the layer's
-    pre-cast sum lies past the edge that reaching the bin needs, or None; whether a solution it found reaches the
-    bin)."""
+    pre-cast sum lies past the edge that reaching the bin needs, or None; a solution it found that reaches the bin,
+    or None)."""
     layer, site, element, kind = bin_id.split("/")
     if target is not None:
         name, e = target.layer, target.element
@@ -400,27 +417,27 @@ def _excluded(program: LinearProgram, enclosure, bin_id: str, target, seconds: f
         first, last = max(lo, int(target.starts[inside].min())), min(hi, int(target.ends[inside].max()))
         answer = program.reach(name, {e: (first, last)}, seconds)
         if answer is not EXCLUDED:
-            code = None if answer is None else round(answer[e])
-            return None, code is not None and _meets(target, code, code)
+            code = None if answer is None else round(answer.values[e])
+            return None, answer if code is not None and _meets(target, code, code) else None
         return (f"{name!r} element {e} never holds a code in [{first}, {last}] (the program has no solution there), "
-                f"and only codes there reach it (exhaustive over the chain)"), False
+                f"and only codes there reach it (exhaustive over the chain)"), None
     if kind == "wrap":
-        return None, False
+        return None, None
     element = int(element)
     hull = enclosure.sites[layer]["result"]
     maximise = kind in ("sat_high", "at_max")
     edge = _edge(enclosure, hull, element, bin_id, maximise)
     if edge is None:
-        return None, False
+        return None, None
     lo, hi = (edge, int(hull.hi[element])) if maximise else (int(hull.lo[element]), edge)
     answer = program.reach(f"{layer}:sum", {element: (lo, hi)}, seconds)
     if answer is not EXCLUDED:
-        return None, answer is not None
+        return None, answer
     if maximise:
         hull.hi[element] = edge - 1
     else:
         hull.lo[element] = edge + 1
-    return enclosure.proof(bin_id), False
+    return enclosure.proof(bin_id), None
 
 
 def _edge(enclosure, hull, element: int, bin_id: str, maximise: bool) -> int | None:

@@ -28,7 +28,7 @@ from .bins import TRIGGER_SITE, Trigger, coverage_bins
 from .instrumented import InstrumentedEmulator
 from .intervals import Enclosure
 from .preimages import translate
-from .relaxation import lp_proofs, witnesses
+from .relaxation import basis_to_input, lp_proofs, witnesses
 from .residues import settle_ties
 from .search import SearchBudget, condition_key, guided_search, threshold_crossings
 
@@ -107,11 +107,15 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
             seeds = np.concatenate([seeds, threshold_crossings(oracle, seeds, seed=seed)])
         reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, budget, seed)
         out.found.update({todo[k]: event for k, event in reached.items()})
-        out.unreachable.update(lp_proofs(manifest, enclosure, [b for b in todo if b not in out.found], targets,
-                                         budget.prove_seconds))
+        proofs, solutions = lp_proofs(manifest, enclosure, [b for b in todo if b not in out.found], targets,
+                                      budget.prove_seconds)
+        out.unreachable.update(proofs)
         todo = [b for b in todo if b not in out.found and b not in out.unreachable]
-        starts = witnesses(manifest, enclosure, todo, targets, budget.prove_seconds)
-        if todo and len(starts):  # search again from the relaxation's optima
+        starts = witnesses(manifest, enclosure, [b for b in todo if b not in solutions], targets, budget.prove_seconds)
+        if solutions:  # the proofs' solutions that reach their bins
+            basis = np.array([solutions[b] for b in todo if b in solutions])
+            starts = np.concatenate([basis_to_input(manifest, enclosure.affine.basis, basis), starts])
+        if todo and len(starts):  # search again from the relaxation's solutions and optima
             seeds = np.concatenate([starts, seeds])
             again = dataclasses.replace(budget, events=budget.events // 2)
             reached = guided_search(oracle, [targets.get(b, b) for b in todo], seeds, again, seed + 1)
