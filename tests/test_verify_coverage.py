@@ -17,8 +17,8 @@ CAMPAIGNS = [
                  id="dnn_vae_ptq8-full"),
     # 20 s of mixed-integer program per condition left: its optima reach enc_act2's channel 179, which no search
     # did, the decoder's programs from the latent code prove 17 bins and exclusion 19; 169 bins stay open (51 of
-    # their own, ~110 min on 2 shared cores: a bin not excluded within 20 s is bounded for 20 s more), and a
-    # focused search of 2**19 events each settled none (45 min more)
+    # their own, ~105 min on 2 shared cores: a bin not excluded within 20 s is bounded for 20 s more unless the
+    # solver found a solution reaching it), and a focused search of 2**19 events each settled none (45 min more)
     pytest.param("cnn_ae_qat4", 20_000, 1 << 20, 20, 0, "verilator", marks=pytest.mark.regression,
                  id="cnn_ae_qat4-full"),
 ]
