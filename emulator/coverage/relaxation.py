@@ -171,8 +171,8 @@ class LinearProgram:
     def reach(self, name: str, ranges: dict, seconds: float):
         """What the mixed-integer program, within `seconds`, says of the box `ranges` ({element: (lo, hi)}, each
         widened by the margin) of variable `name`: EXCLUDED (no solution lies in it), a Solution found in it, or None
-        (the time ran out first). Each element is pushed toward its range
-        (maximised when it lies in the upper half of its bounds), which guides the solver's branching."""
+        (the time ran out first). Each element is pushed toward its range (maximised when it lies in the upper half
+        of its bounds), which guides the solver's branching."""
         cost, narrowed = np.zeros(len(self.bounds)), {}
         for element, (lo, hi) in ranges.items():
             v = self.variable[name][element]
