@@ -112,8 +112,8 @@ def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trig
         out.unreachable.update(proofs)
         todo = [b for b in todo if b not in out.found and b not in out.unreachable]
         starts = witnesses(manifest, enclosure, [b for b in todo if b not in solutions], targets, budget.prove_seconds)
-        if solutions:  # the proofs' solutions that reach their bins
-            basis = np.array([solutions[b] for b in todo if b in solutions])
+        if solutions:  # the proofs' solutions that reach their bins (none of them proved)
+            basis = np.array(list(solutions.values()))
             starts = np.concatenate([basis_to_input(manifest, enclosure.affine.basis, basis), starts])
         if todo and len(starts):  # search again from the relaxation's solutions and optima
             seeds = np.concatenate([starts, seeds])
