@@ -123,6 +123,23 @@ def kl_of_two_means(together: bool) -> Manifest:
     return Manifest("kl_of_two_means", [Tensor("x", (1,), T("ap_ufixed<4,2>"))], [mean, logvar, kl], ["kl"])
 
 
+def kl_with_log_variance() -> Manifest:
+    """Two inputs: two latent means -2 x0 + 3.75 (together, up to 3.75 from zero) and two log variances
+    0.5 x1 - 1 (in [-1, 0.875]), a KL head of type ap_fixed<10,5> scoring the sum of m**2 + exp(v) - 1 - v over 4:
+    at most 7.3, short of 8, where the type one bit narrower overflows. Interval analysis of the head over the whole
+    log-variance range takes v and exp(v) apart (up to 2.4 per term, not 0.53), and has the means overflow it from
+    3.625 out, which the means reach; over v <= 0 or v > 0 alone it finds no overflow at all."""
+    w, b, acc = T("ap_fixed<4,3>"), T("ap_fixed<6,3>"), T("ap_fixed<16,8>")
+    latent_t = T("ap_fixed<6,3,AP_RND_CONV,AP_SAT>")
+    mean = dense("mean", "x", 2, 2, w, b, acc, latent_t, weight=[[-4, -4], [0, 0]], bias=[30, 30])
+    logvar = dense("logvar", "x", 2, 2, w, b, acc, latent_t, weight=[[0, 0], [1, 1]], bias=[-8, -8])
+    table_t = T("ap_fixed<16,6>")
+    kl = Layer("kl", "kl_divergence", ["mean", "logvar"], (1,), T("ap_fixed<10,5,AP_RND_CONV,AP_SAT>"),
+               {"accum": T("ap_fixed<20,8>"), "exp_table": table_t}, {"n_in": 2, "table_size": 64, "exp_range": 1},
+               {"exp_table": kl_exp_table(64, 1, table_t)})
+    return Manifest("kl_with_log_variance", [Tensor("x", (2,), T("ap_ufixed<4,2>"))], [mean, logvar, kl], ["kl"])
+
+
 def random_codes(manifest: Manifest, n: int, seed=0) -> np.ndarray:
     """Input events: mostly small codes, some at the ends of the input range."""
     t, size = manifest.input.type, manifest.input.size

@@ -8,13 +8,15 @@ from emulator import Emulator
 from emulator.coverage import InstrumentedEmulator, Trigger
 from emulator.coverage.campaign import run
 from emulator.coverage.intervals import Enclosure
+from emulator.coverage.kl_overflow import mean_floor
 from emulator.coverage.mutants import KINDS, mutants
 from emulator.coverage.mutation import distinguishing, score
+from emulator.coverage.relaxation import LinearProgram
 from emulator.coverage.search import SearchBudget
 from emulator.fixed_type import UnsupportedType
 from emulator.manifest import Manifest
-from test_coverage_manifests import (autoencoder_head, chain_with_heads, cnn, kl_of_two_means, random_codes,
-                                     saturating_sum)
+from test_coverage_manifests import (autoencoder_head, chain_with_heads, cnn, kl_of_two_means, kl_with_log_variance,
+                                     random_codes, saturating_sum)
 from test_coverage_proofs import stress_codes
 
 
@@ -148,5 +150,25 @@ def test_a_narrower_kl_head_is_proved_equivalent_only_where_no_input_tells_it_ap
     assert distinguishing(manifest, mutant, every_input, None).any() == together
     assert (mutant.equivalent is None) == together
     assert together or "32 codes or more from zero" in mutant.equivalent
-    assert (mutant.undecided is not None and mutant.undecided.endswith("excludes 3 of 4 sign patterns within 10 s "
-                                                                       "each, not (-,-)")) == together
+    assert (mutant.undecided is not None and mutant.undecided.endswith("excludes 3 of 4 regions (sign pattern of "
+                                                                       "'mean', box of 'logvar') within 10 s each, "
+                                                                       "not (-,-)")) == together
+
+
+def test_a_narrower_kl_head_is_proved_equivalent_by_splitting_the_log_variances():
+    """Over the whole log-variance range the head's intervals let both means overflow the narrower type from 29 codes
+    out, and an input puts them there (x0 = 0 or 3.75): those two sign patterns stay open. Split at a log variance of
+    zero, neither half lets them overflow within their range: the mutant is proved equivalent over 6 regions, and no
+    input (all 256) tells it apart."""
+    manifest = kl_with_log_variance()
+    enclosure = Enclosure(manifest)
+    layer = manifest.layer("kl")
+    narrow = next(m for m in mutants(manifest, None, enclosure) if m.name == "narrower:kl").manifest.layer("kl").result
+    assert mean_floor(manifest, enclosure, layer, narrow) == 29
+    program = LinearProgram(manifest, enclosure, "kl")
+    assert not program.excludes_all("mean", {0: (29, 30), 1: (29, 30)}, seconds=10.0)
+    mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
+    assert mutant.undecided is None
+    assert "in any of 6 regions (sign pattern of 'mean', box of 'logvar')" in mutant.equivalent
+    every_input = np.array([[a, b] for a in range(16) for b in range(16)], dtype=np.int64)
+    assert not distinguishing(manifest, mutant, every_input, None).any()

@@ -163,17 +163,24 @@ class LinearProgram:
         bound = getattr(result, "mip_dual_bound", None)
         return (None if bound is None or not np.isfinite(bound) else float(bound)), result.x
 
-    def excludes_all(self, name: str, ranges: dict, seconds: float) -> bool:
+    def excludes_all(self, name: str, ranges: dict, seconds: float, held: dict | None = None) -> bool:
         """Whether the mixed-integer program proves, within `seconds`, that no solution holds every element of
-        variable `name` within its range of `ranges` ({element: (lo, hi)}, each widened by the margin) at once."""
-        return self.reach(name, ranges, seconds) is EXCLUDED
+        variable `name` within its range of `ranges` ({element: (lo, hi)}, each widened by the margin) at once
+        (and the variables of `held` within theirs, see `reach`)."""
+        return self.reach(name, ranges, seconds, held) is EXCLUDED
 
-    def reach(self, name: str, ranges: dict, seconds: float):
+    def reach(self, name: str, ranges: dict, seconds: float, held: dict | None = None):
         """What the mixed-integer program, within `seconds`, says of the box `ranges` ({element: (lo, hi)}, each
         widened by the margin) of variable `name`: EXCLUDED (no solution lies in it), a Solution found in it, or None
         (the time ran out first). Each element is pushed toward its range (maximised when it lies in the upper half
-        of its bounds), which guides the solver's branching."""
+        of its bounds), which guides the solver's branching; `held` ({variable: {element: (lo, hi)}}) keeps other
+        variables within ranges too (widened alike), without pushing them."""
         cost, narrowed = np.zeros(len(self.bounds)), {}
+        for other, box in (held or {}).items():
+            for element, (lo, hi) in box.items():
+                v = self.variable[other][element]
+                b_lo, b_hi = self.bounds[v]
+                narrowed[v] = (max(b_lo, lo - MARGIN), min(b_hi, hi + MARGIN))
         for element, (lo, hi) in ranges.items():
             v = self.variable[name][element]
             b_lo, b_hi = self.bounds[v]
