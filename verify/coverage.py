@@ -70,8 +70,7 @@ def run_coverage(manifest, source, n_events: int, shard_size: int, backends: dic
     log("coverage: counting the bins over the events")
     for shard in split(n_events, shard_size):
         campaign.add(input_codes(source.read(shard), manifest, shard.start))
-    log("coverage: targeted events for the empty bins, proofs, mutants")
-    result = campaign.finish()
+    result = campaign.finish(log)
     targeted = None
     if len(result.targeted):
         log(f"coverage: {len(result.targeted)} targeted events through every path")

@@ -111,13 +111,18 @@ class Campaign:
             self.sample.append(np.asarray(codes[:room]))
         self.seen += len(codes)
 
-    def finish(self) -> Result:
-        """Targeted events for the empty bins, proofs for the unreachable ones, and the mutation scores."""
+    def finish(self, log=lambda message: None) -> Result:
+        """Targeted events for the empty bins, proofs for the unreachable ones, and the mutation scores; `log` hears
+        of each stage as it starts."""
+        empty = self.report.empty()
+        log(f"coverage: targeted events and proofs for {len(empty)} empty bins")
         started = time.perf_counter()
         sample = np.concatenate(self.sample) if self.sample else None
-        stimuli = targeted_stimuli(self.manifest, self.report.empty(), sample, self.trigger, self.budget, self.seed,
+        stimuli = targeted_stimuli(self.manifest, empty, sample, self.trigger, self.budget, self.seed,
                                    self.enclosure)
         self.seconds["targeted stimuli"] += time.perf_counter() - started
+        log(f"coverage: mutants: proofs of equivalence (up to {self.budget.prove_seconds:g} s per program), then "
+            f"events that tell the survivors apart")
         started = time.perf_counter()
         refined = Enclosure(self.manifest, refined=self.enclosure)  # the programs' bounds, carried downstream
         final = mutants(self.manifest, self.trigger, refined, stimuli.unreachable, self.budget.prove_seconds)

@@ -27,7 +27,7 @@ from .relaxation import LinearProgram
 
 PATTERN_LIMIT = 16
 """Sign patterns asked of the solver at most (a head of up to four means); a wider head is not attempted."""
-REGION_LIMIT = 32
+REGION_LIMIT = 20
 """Regions examined at most, splits included: each may take the time limit of one program."""
 
 
