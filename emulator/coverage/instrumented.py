@@ -126,7 +126,8 @@ class InstrumentedEmulator(Emulator):
                 row = (where, 0, b.element, TRIGGER_KINDS.index(b.kind))
                 picked.setdefault(f"{TRIGGER_SITE}:{b.layer}", []).append(row)
             else:
-                picked.setdefault(b.layer, []).append((where, site_ids[b.layer][b.site], b.element, KINDS.index(b.kind)))
+                picked.setdefault(b.layer, []).append(
+                    (where, site_ids[b.layer][b.site], b.element, KINDS.index(b.kind)))
         return {name: tuple(np.array(column, dtype=np.int64) for column in zip(*rows)) for name, rows in picked.items()}
 
     def _positions(self, bin_ids) -> list:

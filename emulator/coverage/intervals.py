@@ -441,7 +441,8 @@ def _low_bits(layer, manifest, hulls, inputs, zeros, enclosure) -> np.ndarray:
     if layer.op in ("relu", "leaky_relu"):
         alpha = layer.params["alpha"] if layer.op == "leaky_relu" else 0
         positive, negative = hulls
-        return np.minimum(_exact_zeros(zeros[0], positive), _exact_zeros(zeros[0] + low_zero_bits([alpha])[0], negative))
+        return np.minimum(_exact_zeros(zeros[0], positive),
+                          _exact_zeros(zeros[0] + low_zero_bits([alpha])[0], negative))
     if layer.op == "kl_divergence":  # sums times constant codes: multiples of their trailing zeros
         sites = {h.site.name: h for h in hulls}
         n = layer.params["n_in"]
@@ -487,8 +488,8 @@ class Enclosure:
             out = _TRANSFERS.get(layer.op, _unknown)(layer, manifest, inputs, hulls)
             out = out if affine is None else affine.refine(layer, manifest, inputs, hulls, out)
             self.outputs[layer.name] = out if refined is None else _narrowed(layer, hulls, out, refined)
-            self.zeros[layer.name] = _low_bits(layer, manifest, hulls, inputs, [self.zeros[name] for name in layer.inputs],
-                                               self)
+            parent_zeros = [self.zeros[name] for name in layer.inputs]
+            self.zeros[layer.name] = _low_bits(layer, manifest, hulls, inputs, parent_zeros, self)
             self.sites[layer.name] = {h.site.name: h for h in hulls}
 
     def unreachable(self, bins, trigger: Trigger | None = None) -> dict:

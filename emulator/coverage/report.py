@@ -89,8 +89,9 @@ class CoverageReport:
     @classmethod
     def from_dict(cls, data: dict) -> "CoverageReport":
         counts = np.array(list(data["bins"].values()), dtype=np.int64).reshape(-1, 2)
-        layers = {name: LayerStats(np.array(s["observed_min"], dtype=np.int64), np.array(s["observed_max"], dtype=np.int64),
-                                   s["events_at_min"], s["events_at_max"], s["events_overflow"], s["overflow_casts"])
+        layers = {name: LayerStats(np.array(s["observed_min"], dtype=np.int64),
+                                   np.array(s["observed_max"], dtype=np.int64), s["events_at_min"],
+                                   s["events_at_max"], s["events_overflow"], s["overflow_casts"])
                   for name, s in data["layers"].items()}
         trigger = None if data["trigger"] is None else Trigger(**data["trigger"])
         return cls(data["model"], data["manifest_hash"], tuple(data["bins"]), trigger, data["events"],

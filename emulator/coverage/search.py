@@ -34,8 +34,8 @@ class SearchBudget:
     focus: int = 0
 
 
-def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndarray, budget: SearchBudget = SearchBudget(),
-                  seed: int = 0) -> dict:
+def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndarray,
+                  budget: SearchBudget = SearchBudget(), seed: int = 0) -> dict:
     """{objective index: an event (input codes) that reaches it} for the objectives (see
     InstrumentedEmulator.distances) the search reaches from `seeds` (N, n_in) within the budget; objectives that are
     one condition (the copies of an element) are searched once."""
@@ -90,7 +90,8 @@ def condition_key(objective) -> object:
     return objective if isinstance(objective, str) else objective.key
 
 
-def threshold_crossings(oracle: InstrumentedEmulator, events: np.ndarray, pairs: int = 512, seed: int = 0) -> np.ndarray:
+def threshold_crossings(oracle: InstrumentedEmulator, events: np.ndarray, pairs: int = 512,
+                        seed: int = 0) -> np.ndarray:
     """(2 * pairs or none, n_in) input codes, in pairs that differ by one code of one input and fall on either side
     of the trigger threshold: from an event below and one above it, the inputs of one are set to the other's one at
     a time until the decision flips, then that input is bisected down to adjacent codes. Their scores lie as near

@@ -70,7 +70,8 @@ class Stimuli:
 
 
 def targeted_stimuli(manifest: Manifest, bin_ids, data_codes=None, trigger: Trigger | None = None,
-                     budget: SearchBudget = SearchBudget(), seed: int = 0, enclosure: Enclosure | None = None) -> Stimuli:
+                     budget: SearchBudget = SearchBudget(), seed: int = 0,
+                     enclosure: Enclosure | None = None) -> Stimuli:
     """Find input events for each bin of `bin_ids` (typically `CoverageReport.empty()`), or prove it unreachable;
     `enclosure` (of the manifest) gets the hulls the linear programs tighten."""
     out = Stimuli()
