@@ -116,11 +116,8 @@ def kl_of_two_means(together: bool) -> Manifest:
     sign = -1 if together else 1
     mean = dense("mean", "x", 1, 2, w, b, acc, mean_t, weight=[[-4, 4 * sign]], bias=[28, 28 if together else -32])
     logvar = dense("logvar", "x", 1, 2, w, b, acc, mean_t, weight=[[0, 0]], bias=[0, 0])
-    table_t = T("ap_fixed<16,6>")
-    kl = Layer("kl", "kl_divergence", ["mean", "logvar"], (1,), T("ap_fixed<10,5,AP_RND_CONV,AP_SAT>"),
-               {"accum": T("ap_fixed<20,8>"), "exp_table": table_t}, {"n_in": 2, "table_size": 64, "exp_range": 1},
-               {"exp_table": kl_exp_table(64, 1, table_t)})
-    return Manifest("kl_of_two_means", [Tensor("x", (1,), T("ap_ufixed<4,2>"))], [mean, logvar, kl], ["kl"])
+    return Manifest("kl_of_two_means", [Tensor("x", (1,), T("ap_ufixed<4,2>"))], [mean, logvar, _kl_of_two()],
+                    ["kl"])
 
 
 def kl_with_log_variance() -> Manifest:
@@ -133,11 +130,16 @@ def kl_with_log_variance() -> Manifest:
     latent_t = T("ap_fixed<6,3,AP_RND_CONV,AP_SAT>")
     mean = dense("mean", "x", 2, 2, w, b, acc, latent_t, weight=[[-4, -4], [0, 0]], bias=[30, 30])
     logvar = dense("logvar", "x", 2, 2, w, b, acc, latent_t, weight=[[0, 0], [1, 1]], bias=[-8, -8])
+    return Manifest("kl_with_log_variance", [Tensor("x", (2,), T("ap_ufixed<4,2>"))], [mean, logvar, _kl_of_two()],
+                    ["kl"])
+
+
+def _kl_of_two() -> Layer:
+    """The KL head "kl" of the two-latent manifests: 'mean' and 'logvar' in, ap_fixed<10,5> out, a 64-entry table."""
     table_t = T("ap_fixed<16,6>")
-    kl = Layer("kl", "kl_divergence", ["mean", "logvar"], (1,), T("ap_fixed<10,5,AP_RND_CONV,AP_SAT>"),
-               {"accum": T("ap_fixed<20,8>"), "exp_table": table_t}, {"n_in": 2, "table_size": 64, "exp_range": 1},
-               {"exp_table": kl_exp_table(64, 1, table_t)})
-    return Manifest("kl_with_log_variance", [Tensor("x", (2,), T("ap_ufixed<4,2>"))], [mean, logvar, kl], ["kl"])
+    return Layer("kl", "kl_divergence", ["mean", "logvar"], (1,), T("ap_fixed<10,5,AP_RND_CONV,AP_SAT>"),
+                 {"accum": T("ap_fixed<20,8>"), "exp_table": table_t}, {"n_in": 2, "table_size": 64, "exp_range": 1},
+                 {"exp_table": kl_exp_table(64, 1, table_t)})
 
 
 def random_codes(manifest: Manifest, n: int, seed=0) -> np.ndarray:

@@ -176,16 +176,13 @@ class LinearProgram:
         of its bounds), which guides the solver's branching; `held` ({variable: {element: (lo, hi)}}) keeps other
         variables within ranges too (widened alike), without pushing them."""
         cost, narrowed = np.zeros(len(self.bounds)), {}
-        for other, box in (held or {}).items():
+        for variable, box in {**(held or {}), name: ranges}.items():
             for element, (lo, hi) in box.items():
-                v = self.variable[other][element]
+                v = self.variable[variable][element]
                 b_lo, b_hi = self.bounds[v]
                 narrowed[v] = (max(b_lo, lo - MARGIN), min(b_hi, hi + MARGIN))
-        for element, (lo, hi) in ranges.items():
-            v = self.variable[name][element]
-            b_lo, b_hi = self.bounds[v]
-            cost[v] = -1.0 if lo + hi >= b_lo + b_hi else 1.0
-            narrowed[v] = (max(b_lo, lo - MARGIN), min(b_hi, hi + MARGIN))
+                if variable == name:
+                    cost[v] = -1.0 if lo + hi >= b_lo + b_hi else 1.0
         if any(a > b for a, b in narrowed.values()):
             return EXCLUDED
         result = self._integer_result(cost, seconds, narrowed)
