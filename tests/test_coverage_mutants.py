@@ -172,3 +172,16 @@ def test_a_narrower_kl_head_is_proved_equivalent_by_splitting_the_log_variances(
     assert "in any of 6 regions (sign pattern of 'mean', box of 'logvar')" in mutant.equivalent
     every_input = np.array([[a, b] for a in range(16) for b in range(16)], dtype=np.int64)
     assert not distinguishing(manifest, mutant, every_input, None).any()
+
+
+@pytest.mark.parametrize("mutant_seconds", [None, 10.0])
+def test_the_mutants_proofs_have_their_own_time_limit(mutant_seconds):
+    """A campaign with linear programs only for the bins (prove_seconds 0) leaves the narrower KL head unproved,
+    unless the mutants' proofs get time of their own."""
+    manifest = kl_of_two_means(False)
+    data = np.arange(16, dtype=np.int64)[:, None]
+    budget = SearchBudget(events=1 << 10, prove_seconds=0, mutant_seconds=mutant_seconds)
+    assert budget.equivalence_seconds == (mutant_seconds or 0)
+    result = run(manifest, data, None, budget)
+    mutant = next(m for m in result.score.mutants if m.name == "narrower:kl")
+    assert (mutant.equivalent is not None) == (mutant_seconds is not None)

@@ -43,6 +43,8 @@ def test_missing_keras_file_is_a_usage_error(capsys, tmp_path):
 def test_bad_numbers_are_usage_errors(capsys, tmp_path):
     assert run(capsys, "--model", MODEL, "--events", 0, "--out", tmp_path)[0] == 2
     assert run(capsys, "--model", MODEL, "--rtl", tmp_path, "--skip-rtl", "--out", tmp_path)[0] == 2
+    code, _, err = run(capsys, "--model", MODEL, "--coverage-mutant-seconds", -1, "--out", tmp_path)
+    assert code == 2 and "--coverage-mutant-seconds must be at least 0" in err
     code, _, err = run(capsys, "--model", MODEL, "--inject-fault", "emulator:nolayer", "--out", tmp_path)
     assert code == 2 and "TARGET:LAYER:TENSOR:INDEX:DELTA" in err
 

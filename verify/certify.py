@@ -64,6 +64,7 @@ class Options:
     require_coverage: bool = False  # a bin neither hit nor proved unreachable makes the run fail (exit 1)
     coverage_search: int = DEFAULT_SEARCH  # events the targeted search may evaluate
     coverage_proof_seconds: float = 30.0  # time limit of one mixed-integer bound
+    coverage_mutant_seconds: float | None = None  # that of one program proving a mutant equivalent (None: the above)
     coverage_focus: int = 0  # events a last search spends on each condition still open, alone
 
 
@@ -157,6 +158,7 @@ def certify(options: Options) -> Certification:
                                 model.threshold, model.score_output,
                                 SearchBudget(events=options.coverage_search,
                                              prove_seconds=options.coverage_proof_seconds,
+                                             mutant_seconds=options.coverage_mutant_seconds,
                                              focus=options.coverage_focus),
                                 options.seed, lambda m: _log(options, m))
     return _write(options, model, source, n_events, backends, skipped, merged, shard_info, threads, coverage)

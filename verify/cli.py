@@ -102,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
                        f"targeted search may try (default {DEFAULT_SEARCH})")
     cover.add_argument("--coverage-proof-seconds", metavar="S", type=float, default=30.0, help="time limit of one "
                        "mixed-integer bound proving a bin unreachable (default 30; 0: linear programs only, quick)")
+    cover.add_argument("--coverage-mutant-seconds", metavar="S", type=float, help="time limit of one mixed-integer "
+                       "program proving a mutant equivalent (default: --coverage-proof-seconds; the narrower KL head "
+                       "asks one per region of its latent space)")
     cover.add_argument("--coverage-focus", metavar="N", type=int, default=0, help="after the search, spend N "
                        "events on each condition still open, alone (default 0: none; the time grows with the "
                        "conditions left: ~45 s per million events of cnn_ae_qat4 on one core)")
@@ -114,8 +117,8 @@ def _options(args, argv) -> Options:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    for name in ("vectors", "coverage_proof_seconds", "coverage_focus"):
-        if getattr(args, name) < 0:
+    for name in ("vectors", "coverage_proof_seconds", "coverage_mutant_seconds", "coverage_focus"):
+        if (getattr(args, name) or 0) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}")
     if args.rtl is not None and args.skip_rtl:
         raise ValueError("--rtl and --skip-rtl contradict each other")
@@ -137,7 +140,8 @@ def _options(args, argv) -> Options:
         faults=tuple(Fault.parse(spec) for spec in args.inject_fault), progress=not args.quiet,
         command=("verify", *argv), dask=args.dask, resume=args.resume, coverage=args.coverage,
         require_coverage=args.require_coverage, coverage_search=args.coverage_search,
-        coverage_proof_seconds=args.coverage_proof_seconds, coverage_focus=args.coverage_focus,
+        coverage_proof_seconds=args.coverage_proof_seconds, coverage_mutant_seconds=args.coverage_mutant_seconds,
+        coverage_focus=args.coverage_focus,
     )
 
 

@@ -121,11 +121,12 @@ class Campaign:
         stimuli = targeted_stimuli(self.manifest, empty, sample, self.trigger, self.budget, self.seed,
                                    self.enclosure)
         self.seconds["targeted stimuli"] += time.perf_counter() - started
-        log(f"coverage: mutants: proofs of equivalence (up to {self.budget.prove_seconds:g} s per program), then "
-            f"events that tell the survivors apart")
+        log(f"coverage: mutants: proofs of equivalence (up to {self.budget.equivalence_seconds:g} s per program), "
+            f"then events that tell the survivors apart")
         started = time.perf_counter()
         refined = Enclosure(self.manifest, refined=self.enclosure)  # the programs' bounds, carried downstream
-        final = mutants(self.manifest, self.trigger, refined, stimuli.unreachable, self.budget.prove_seconds)
+        final = mutants(self.manifest, self.trigger, refined, stimuli.unreachable,
+                        self.budget.equivalence_seconds)
         targeted = stimuli.events().reshape(-1, self.manifest.input.size)
         result = score(self.manifest, final, {"targeted": targeted}, self.trigger)
         result.first["data"] = {m.name: None if m.equivalent else self.first[m.name] for m in final}

@@ -22,8 +22,9 @@ from .instrumented import InstrumentedEmulator
 class SearchBudget:
     """`events` evaluated at most; `batch` events per round, at least `children` per objective; `pool` events kept
     per objective; restart after `patience` rounds without progress; `prove_seconds`: the time limit of one
-    mixed-integer bound or witness (relaxation.py; 0: linear programs only); `focus`: events a last search spends on
-    each condition still open, alone (targeted_stimuli; 0: none)."""
+    mixed-integer bound or witness (relaxation.py; 0: linear programs only); `mutant_seconds`: that of one program
+    proving a mutant equivalent (None: `prove_seconds`); `focus`: events a last search spends on each condition still
+    open, alone (targeted_stimuli; 0: none)."""
 
     events: int = 1 << 18
     batch: int = 4096
@@ -32,6 +33,12 @@ class SearchBudget:
     prove_seconds: float = 30.0
     pool: int = 1
     focus: int = 0
+    mutant_seconds: float | None = None
+
+    @property
+    def equivalence_seconds(self) -> float:
+        """The time limit of one program proving a mutant equivalent."""
+        return self.prove_seconds if self.mutant_seconds is None else self.mutant_seconds
 
 
 def guided_search(oracle: InstrumentedEmulator, objectives: list, seeds: np.ndarray,
