@@ -134,6 +134,21 @@ def kl_with_log_variance() -> Manifest:
                     ["kl"])
 
 
+def kl_behind_relu() -> Manifest:
+    """Two input codes x0, x1 in [0, 3.75], a ReLU layer 'h' of x0 - x1 and x1 - x0 (at most one of them above zero),
+    two latent means -2 h (each reaching -4 alone), log variances of 0, and the KL head of `kl_of_two_means`: 8, where
+    the type one bit narrower overflows, needs both means at -4 together, which the ReLU's kinks rule out."""
+    w, b, acc = T("ap_fixed<4,3>"), T("ap_fixed<6,3>"), T("ap_fixed<16,8>")
+    pre = dense("pre", "x", 2, 2, w, b, acc, T("ap_fixed<8,4,AP_RND_CONV,AP_SAT>"), weight=[[2, -2], [-2, 2]],
+                bias=[0, 0])
+    h = Layer("h", "relu", ["pre"], (2,), T("ap_ufixed<6,2,AP_RND_CONV,AP_SAT>"))
+    latent_t = T("ap_fixed<6,3,AP_RND_CONV,AP_SAT>")
+    mean = dense("mean", "h", 2, 2, w, b, acc, latent_t, weight=[[-4, 0], [0, -4]], bias=[0, 0])
+    logvar = dense("logvar", "h", 2, 2, w, b, acc, latent_t, weight=[[0, 0], [0, 0]], bias=[0, 0])
+    return Manifest("kl_behind_relu", [Tensor("x", (2,), T("ap_ufixed<4,2>"))], [pre, h, mean, logvar, _kl_of_two()],
+                    ["kl"])
+
+
 def _kl_of_two() -> Layer:
     """The KL head "kl" of the two-latent manifests: 'mean' and 'logvar' in, ap_fixed<10,5> out, a 64-entry table."""
     table_t = T("ap_fixed<16,6>")

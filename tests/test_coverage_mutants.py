@@ -8,15 +8,15 @@ from emulator import Emulator
 from emulator.coverage import InstrumentedEmulator, Trigger
 from emulator.coverage.campaign import run
 from emulator.coverage.intervals import Enclosure
-from emulator.coverage.kl_overflow import mean_floor
+from emulator.coverage.kl_overflow import Region, mean_floor
 from emulator.coverage.mutants import KINDS, mutants
 from emulator.coverage.mutation import distinguishing, score
 from emulator.coverage.relaxation import LinearProgram
 from emulator.coverage.search import SearchBudget
 from emulator.fixed_type import UnsupportedType
 from emulator.manifest import Manifest
-from test_coverage_manifests import (autoencoder_head, chain_with_heads, cnn, kl_of_two_means, kl_with_log_variance,
-                                     random_codes, saturating_sum)
+from test_coverage_manifests import (autoencoder_head, chain_with_heads, cnn, kl_behind_relu, kl_of_two_means,
+                                     kl_with_log_variance, random_codes, saturating_sum)
 from test_coverage_proofs import stress_codes
 
 
@@ -185,3 +185,50 @@ def test_the_mutants_proofs_have_their_own_time_limit(mutant_seconds):
     result = run(manifest, data, None, budget)
     mutant = next(m for m in result.score.mutants if m.name == "narrower:kl")
     assert (mutant.equivalent is not None) == (mutant_seconds is not None)
+
+
+def test_a_region_the_solver_does_not_settle_is_split_on_the_phases_of_the_means_parent(monkeypatch):
+    """Both means reach -4 (the narrower head's overflow) alone, but only one of the ReLU's two elements lies above
+    its kink at a time. The solver settles the sign pattern (-,-) whole; made to give up on every region with no
+    phase fixed (as it does on dnn_vae_ptq8's hardest one within minutes), the proof splits (-,-) on the side of the
+    kink of one of 'h''s elements and excludes both halves: proved over 5 regions, and no input (all 256) tells the
+    mutant apart."""
+    manifest = kl_behind_relu()
+    enclosure = Enclosure(manifest)
+    mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
+    assert "in any of 4 regions" in mutant.equivalent
+    real, asked = LinearProgram.excludes_all, []
+
+    def gives_up_on_whole_regions(self, name, ranges, seconds, held=None):
+        asked.append(sorted(held))
+        return len(held) > 1 and real(self, name, ranges, seconds, held)
+
+    monkeypatch.setattr(LinearProgram, "excludes_all", gives_up_on_whole_regions)
+    mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
+    assert mutant.undecided is None
+    assert "in any of 5 regions" in mutant.equivalent
+    assert asked == [["logvar"], ["logvar", "pre"], ["logvar", "pre"]]
+    every_input = np.array([[a, b] for a in range(16) for b in range(16)], dtype=np.int64)
+    assert not distinguishing(manifest, mutant, every_input, None).any()
+
+
+def test_the_halves_of_a_region_hold_every_input_of_it_exactly_once():
+    """Split on a kink, every input's argument code lies in exactly one half's range (the mixed-integer program
+    widens them by its margin only); split on a log-variance, every code of the box in exactly one half."""
+    manifest = kl_behind_relu()
+    enclosure = Enclosure(manifest)
+    program = LinearProgram(manifest, enclosure, "kl")
+    kinks = program.kinks("h")
+    assert sorted(kinks) == [0, 1] and all(variable == "pre" for variable, _, _ in kinks.values())
+    every_input = np.array([[a, b] for a in range(16) for b in range(16)], dtype=np.int64)
+    pre = Emulator(manifest).trace_codes(every_input)["pre"]
+    region = Region((-1, -1), (0, 0), (0, 0))
+    below, above = region.halves(order=(1, 0))
+    assert below.phases == ((1, False),) and above.phases == ((1, True),)
+    ranges = [next(iter(half.held("logvar", kinks)["pre"].values())) for half in (below, above)]
+    assert sum(((pre[:, 1] >= lo) & (pre[:, 1] <= hi)).astype(int) for lo, hi in ranges).tolist() == [1] * len(pre)
+    wide = Region((-1, -1), (-5, 3), (7, 3))
+    codes = np.arange(-5, 8)
+    halves = wide.halves(order=(1, 0))
+    assert [h.phases for h in halves] == [(), ()]
+    assert sum(((codes >= h.lo[0]) & (codes <= h.hi[0])).astype(int) for h in halves).tolist() == [1] * len(codes)

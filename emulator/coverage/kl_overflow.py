@@ -4,15 +4,17 @@ gets there only when every mean lies far from zero. Interval analysis of the hea
 zero and the log-variances within a box, says how far (`mean_floor`); the mixed-integer relaxation of the model up
 to the head then proves, one region at a time (a sign pattern of the means and a box of the log-variances), that no
 input puts the log-variances in the box and every mean that far out, and the mutant equivalent. A region the solver
-does not settle in time is split in two on a log-variance (at zero, then at the middle of its magnitudes): a
-narrower box raises the floor (interval analysis takes a log-variance and its exponential apart) and holds the
-layers the means share with the log-variances nearer to where the solver can rule them out. Where the means are a
+does not settle in time is split in two: on a log-variance at zero (a narrower box raises the floor: interval
+analysis takes a log-variance and its exponential apart), then on the side of the kink of one element of the means'
+parent (a neuron's phase, the most influential first: the solver, started again with it fixed, rules out in seconds
+what it did not in minutes), then on a log-variance at the middle of its magnitudes. Where the means are a
 saturating cast of a layer's sums, a floor on a mean is a floor on its sum, which spares the solver the cast's
 binaries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -27,7 +29,7 @@ from .relaxation import LinearProgram
 
 PATTERN_LIMIT = 16
 """Sign patterns asked of the solver at most (a head of up to four means); a wider head is not attempted."""
-REGION_LIMIT = 20
+REGION_LIMIT = 64
 """Regions examined at most, splits included: each may take the time limit of one program."""
 
 
@@ -42,34 +44,58 @@ class KlOverflow:
 
 @dataclass(frozen=True)
 class Region:
-    """Where the proof looks for inputs: the means' signs (+1, -1 per element) and a box of log-variance codes."""
+    """Where the proof looks for inputs: the means' signs (+1, -1 per element), a box of log-variance codes, and for
+    some elements of the means' parent the side of its kink (`phases`: (element, above) pairs)."""
 
     signs: tuple
     lo: tuple
     hi: tuple
+    phases: tuple = ()
 
-    def halves(self) -> tuple | None:
-        """The region split on its widest log-variance element, at zero where the box spans it (zero below), else
-        at the power of two midway between the bit lengths of its magnitudes; None where every element is fixed."""
+    def halves(self, order: tuple = ()) -> tuple | None:
+        """The region split in two: at zero on the widest log-variance element whose box spans it (zero below); else
+        on the side of the kink of the first element of `order` (the means' parent's, most influential first) not
+        yet fixed; else on the widest log-variance element at the power of two midway between the bit lengths of
+        its magnitudes; None where nothing is left to split."""
+        spanning = [i for i in range(len(self.lo)) if self.lo[i] < 0 < self.hi[i]]
+        if spanning:
+            return self._cut(max(spanning, key=lambda i: self.hi[i] - self.lo[i]), 0)
+        fixed = {element for element, _ in self.phases}
+        free = [element for element in order if element not in fixed]
+        if free:
+            return tuple(dataclasses.replace(self, phases=self.phases + ((free[0], above),)) for above in (False, True))
         e = max(range(len(self.lo)), key=lambda i: self.hi[i] - self.lo[i])
         lo, hi = self.lo[e], self.hi[e]
         if lo == hi:
             return None
-        if lo < 0 < hi:
-            cut = 0
-        else:
-            near, far = sorted((abs(lo), abs(hi)))
-            middle = 1 << ((near.bit_length() + far.bit_length()) // 2)
-            cut = min(max(middle, near), far - 1) if lo >= 0 else -min(max(middle + 1, near + 1), far)
-        below = Region(self.signs, self.lo, self.hi[:e] + (cut,) + self.hi[e + 1:])
-        return below, Region(self.signs, self.lo[:e] + (cut + 1,) + self.lo[e + 1:], self.hi)
+        near, far = sorted((abs(lo), abs(hi)))
+        middle = 1 << ((near.bit_length() + far.bit_length()) // 2)
+        return self._cut(e, min(max(middle, near), far - 1) if lo >= 0 else -min(max(middle + 1, near + 1), far))
 
-    def describe(self, whole: "Region", logvar: str) -> str:
-        """The sign pattern, and the log-variance box where it is narrower than `whole`'s."""
+    def _cut(self, e: int, cut: int) -> tuple:
+        """The halves of log-variance element `e`'s box at or below `cut` and above it."""
+        below = dataclasses.replace(self, hi=self.hi[:e] + (cut,) + self.hi[e + 1:])
+        return below, dataclasses.replace(self, lo=self.lo[:e] + (cut + 1,) + self.lo[e + 1:])
+
+    def held(self, logvar: str, kinks: dict) -> dict:
+        """The ranges the region holds the program's variables within: the log-variance box, and each fixed
+        element's argument on its side of the kink (`kinks` from `LinearProgram.kinks`)."""
+        box = {logvar: dict(enumerate(zip(self.lo, self.hi)))}
+        for element, above in self.phases:
+            variable, e, cut = kinks[element]
+            box.setdefault(variable, {})[e] = (cut + 1, np.inf) if above else (-np.inf, cut)
+        return box
+
+    def describe(self, whole: "Region", logvar: str, parent: str) -> str:
+        """The sign pattern, the log-variance box where it is narrower than `whole`'s, and the phases fixed."""
         signs = "(" + ",".join("+" if s > 0 else "-" for s in self.signs) + ")"
         narrowed = [f"{e}: [{lo}, {hi}]" for e, (lo, hi) in enumerate(zip(self.lo, self.hi))
                     if (lo, hi) != (whole.lo[e], whole.hi[e])]
-        return signs + (f" with {logvar!r} codes {{{', '.join(narrowed)}}}" if narrowed else "")
+        text = signs + (f" with {logvar!r} codes {{{', '.join(narrowed)}}}" if narrowed else "")
+        if self.phases:
+            sides = ", ".join(f"{e} {'above' if above else 'at or below'}" for e, above in self.phases)
+            text += f" and {parent!r} {sides} its kink"
+        return text
 
 
 def mean_floor(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, logvar_box: tuple | None = None
@@ -111,6 +137,9 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
         return KlOverflow(None, f"{2 ** n} sign patterns of {mean!r}, more than {PATTERN_LIMIT} are not attempted")
     whole = Region((), *(tuple(int(v) for v in bound) for bound in enclosure.outputs[logvar]))
     program = LinearProgram(manifest, enclosure, layer.name)
+    parent = manifest.layer(mean).inputs[0]
+    kinks = program.kinks(parent)
+    order = _by_influence(enclosure, mean, parent, kinks)
 
     def excluded(region: Region) -> int | None:
         """The region's mean floor where no input lies in it (the means' enclosure or the program says so)."""
@@ -118,9 +147,8 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
         if c is None or any((m_hi[e] < c) if s > 0 else (m_lo[e] > -c) for e, s in enumerate(region.signs)):
             return c
         name, ranges = _floors(manifest, enclosure, program, mean, c)
-        box = {logvar: dict(enumerate(zip(region.lo, region.hi)))}
         return c if program.excludes_all(name, {e: ranges[e][s > 0] for e, s in enumerate(region.signs)}, seconds,
-                                         box) else None
+                                         region.held(logvar, kinks)) else None
 
     queue = [Region(signs, whole.lo, whole.hi) for signs in itertools.product((1, -1), repeat=n)]
     floors, unsettled, examined = [], [], 0
@@ -131,14 +159,14 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
         if c is not None:
             floors.append(c)
             continue
-        halves = region.halves()
+        halves = region.halves(order)
         if halves is None or examined + len(queue) + 2 > REGION_LIMIT:
             unsettled.append(region)
         else:
             queue.extend(halves)
     regions = f"{len(floors) + len(unsettled)} regions (sign pattern of {mean!r}, box of {logvar!r})"
     if unsettled:
-        shown = ", ".join(region.describe(whole, logvar) for region in unsettled)
+        shown = ", ".join(region.describe(whole, logvar, parent) for region in unsettled)
         return KlOverflow(None, f"the mixed-integer program excludes {len(floors)} of {regions} within {seconds:g} s "
                                 f"each, not {shown}")
     far = f"{min(floors)}" if min(floors) == max(floors) else f"{min(floors)} to {max(floors)} (by region)"
@@ -146,6 +174,17 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
                       f"(interval analysis of the head with any one of them nearer), and no input puts them all there "
                       f"in any of {regions}: the means' enclosure or the mixed-integer relaxation of the model up to "
                       f"the head rules each one out")
+
+
+def _by_influence(enclosure: Enclosure, mean: str, parent: str, kinks: dict) -> tuple:
+    """The kinked elements of the means' parent, the most influential first: by the sum of the magnitudes of their
+    weights into the means times the width of their range; none where the means are not a weighted sum of it."""
+    relation = enclosure.affine.relations.get(mean)
+    if relation is None or relation.weights is None:
+        return ()
+    lo, hi = enclosure.outputs[parent]
+    influence = np.abs(relation.weights).sum(axis=0) * (np.asarray(hi, np.float64) - lo)
+    return tuple(sorted(kinks, key=lambda e: -influence[e]))
 
 
 def _floors(manifest: Manifest, enclosure: Enclosure, program: LinearProgram, mean: str, c: int) -> tuple:

@@ -127,6 +127,18 @@ class LinearProgram:
             self.splits.append((int(yi), int(ai), [int(relation.split[j, e]) for j in cuts], relation.alpha[:, e],
                                 low, high))
 
+    def kinks(self, name: str) -> dict:
+        """{element of tensor `name`: (its argument's variable, element, first cutting code)} for the elements the
+        mixed-integer program splits (the output of an element-local function whose argument range spans a kink)."""
+        owner = {int(column): (variable, element) for variable, columns in self.variable.items()
+                 for element, column in enumerate(columns) if column >= 0}
+        found = {}
+        for y, a, cuts, *_ in self.splits:
+            variable, element = owner[y]
+            if variable == name:
+                found[element] = (*owner[a], cuts[0])
+        return found
+
     def bound(self, name: str, element: int, maximise: bool, seconds: float = 0.0) -> float | None:
         """The widened maximum (or minimum) of variable `name` (a tensor, or `layer:sum` for a layer's pre-cast
         sums) at `element`, of the linear program, or with `seconds` of the mixed-integer one; None without one."""
