@@ -191,8 +191,8 @@ def test_a_region_the_solver_does_not_settle_is_split_on_the_phases_of_the_means
     """Both means reach -4 (the narrower head's overflow) alone, but only one of the ReLU's two elements lies above
     its kink at a time. The solver settles the sign pattern (-,-) whole; made to give up on every region with no
     phase fixed (as it does on dnn_vae_ptq8's hardest one within minutes), the proof splits (-,-) on the side of the
-    kink of one of 'h''s elements and excludes both halves: proved over 5 regions, and no input (all 256) tells the
-    mutant apart."""
+    kinks of both of 'h''s elements and excludes all four parts: proved over 7 regions, and no input (all 256) tells
+    the mutant apart."""
     manifest = kl_behind_relu()
     enclosure = Enclosure(manifest)
     mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
@@ -206,14 +206,14 @@ def test_a_region_the_solver_does_not_settle_is_split_on_the_phases_of_the_means
     monkeypatch.setattr(LinearProgram, "excludes_all", gives_up_on_whole_regions)
     mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
     assert mutant.undecided is None
-    assert "in any of 5 regions" in mutant.equivalent
-    assert asked == [["logvar"], ["logvar", "pre"], ["logvar", "pre"]]
+    assert "in any of 7 regions" in mutant.equivalent
+    assert asked == [["logvar"]] + [["logvar", "pre"]] * 4
     every_input = np.array([[a, b] for a in range(16) for b in range(16)], dtype=np.int64)
     assert not distinguishing(manifest, mutant, every_input, None).any()
 
 
-def test_the_halves_of_a_region_hold_every_input_of_it_exactly_once():
-    """Split on a kink, every input's argument code lies in exactly one half's range (the mixed-integer program
+def test_the_parts_of_a_region_hold_every_input_of_it_exactly_once():
+    """Split on kinks, every input's argument codes lie in exactly one part's ranges (the mixed-integer program
     widens them by its margin only); split on a log-variance, every code of the box in exactly one half."""
     manifest = kl_behind_relu()
     enclosure = Enclosure(manifest)
@@ -223,12 +223,15 @@ def test_the_halves_of_a_region_hold_every_input_of_it_exactly_once():
     every_input = np.array([[a, b] for a in range(16) for b in range(16)], dtype=np.int64)
     pre = Emulator(manifest).trace_codes(every_input)["pre"]
     region = Region((-1, -1), (0, 0), (0, 0))
-    below, above = region.halves(order=(1, 0))
-    assert below.phases == ((1, False),) and above.phases == ((1, True),)
-    ranges = [next(iter(half.held("logvar", kinks)["pre"].values())) for half in (below, above)]
-    assert sum(((pre[:, 1] >= lo) & (pre[:, 1] <= hi)).astype(int) for lo, hi in ranges).tolist() == [1] * len(pre)
+    parts = region.parts(order=(1, 0))
+    assert [part.phases for part in parts] == [((1, False), (0, False)), ((1, False), (0, True)),
+                                               ((1, True), (0, False)), ((1, True), (0, True))]
+    held = [part.held("logvar", kinks)["pre"] for part in parts]
+    inside = [(pre[:, 1] >= box[1][0]) & (pre[:, 1] <= box[1][1]) & (pre[:, 0] >= box[0][0]) & (pre[:, 0] <= box[0][1])
+              for box in held]
+    assert sum(i.astype(int) for i in inside).tolist() == [1] * len(pre)
     wide = Region((-1, -1), (-5, 3), (7, 3))
     codes = np.arange(-5, 8)
-    halves = wide.halves(order=(1, 0))
+    halves = wide.parts(order=(1, 0))
     assert [h.phases for h in halves] == [(), ()]
     assert sum(((codes >= h.lo[0]) & (codes <= h.hi[0])).astype(int) for h in halves).tolist() == [1] * len(codes)

@@ -5,9 +5,9 @@ zero and the log-variances within a box, says how far (`mean_floor`); the mixed-
 to the head then proves, one region at a time (a sign pattern of the means and a box of the log-variances), that no
 input puts the log-variances in the box and every mean that far out, and the mutant equivalent. A region the solver
 does not settle in time is split in two: on a log-variance at zero (a narrower box raises the floor: interval
-analysis takes a log-variance and its exponential apart), then on the side of the kink of one element of the means'
-parent (a neuron's phase, the most influential first: the solver, started again with it fixed, rules out in seconds
-what it did not in minutes), then on a log-variance at the middle of its magnitudes. Where the means are a
+analysis takes a log-variance and its exponential apart), then on the sides of the kinks of three elements of the
+means' parent at once (neurons' phases, the most influential first: the solver, started again with them fixed, rules
+out in seconds what it did not in minutes), then on a log-variance at the middle of its magnitudes. Where the means are a
 saturating cast of a layer's sums, a floor on a mean is a floor on its sum, which spares the solver the cast's
 binaries.
 """
@@ -31,6 +31,8 @@ PATTERN_LIMIT = 16
 """Sign patterns asked of the solver at most (a head of up to four means); a wider head is not attempted."""
 REGION_LIMIT = 64
 """Regions examined at most, splits included: each may take the time limit of one program."""
+PHASES_AT_ONCE = 3
+"""Kinks a region is split on at once (into 2**3 parts)."""
 
 
 @dataclass(frozen=True)
@@ -52,18 +54,20 @@ class Region:
     hi: tuple
     phases: tuple = ()
 
-    def halves(self, order: tuple = ()) -> tuple | None:
-        """The region split in two: at zero on the widest log-variance element whose box spans it (zero below); else
-        on the side of the kink of the first element of `order` (the means' parent's, most influential first) not
-        yet fixed; else on the widest log-variance element at the power of two midway between the bit lengths of
-        its magnitudes; None where nothing is left to split."""
+    def parts(self, order: tuple = ()) -> tuple | None:
+        """The region split: in two at zero on the widest log-variance element whose box spans it (zero below); else
+        in 2**k on the sides of the kinks of the first k = PHASES_AT_ONCE elements of `order` (the means' parent's,
+        most influential first) not yet fixed (one phase fixed alone seldom settles anything); else in two on the
+        widest log-variance element at the power of two midway between the bit lengths of its magnitudes; None where
+        nothing is left to split."""
         spanning = [i for i in range(len(self.lo)) if self.lo[i] < 0 < self.hi[i]]
         if spanning:
             return self._cut(max(spanning, key=lambda i: self.hi[i] - self.lo[i]), 0)
         fixed = {element for element, _ in self.phases}
-        free = [element for element in order if element not in fixed]
+        free = [element for element in order if element not in fixed][:PHASES_AT_ONCE]
         if free:
-            return tuple(dataclasses.replace(self, phases=self.phases + ((free[0], above),)) for above in (False, True))
+            return tuple(dataclasses.replace(self, phases=self.phases + tuple(zip(free, sides)))
+                         for sides in itertools.product((False, True), repeat=len(free)))
         e = max(range(len(self.lo)), key=lambda i: self.hi[i] - self.lo[i])
         lo, hi = self.lo[e], self.hi[e]
         if lo == hi:
@@ -159,11 +163,11 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
         if c is not None:
             floors.append(c)
             continue
-        halves = region.halves(order)
-        if halves is None or examined + len(queue) + 2 > REGION_LIMIT:
+        parts = region.parts(order)
+        if parts is None or examined + len(queue) + len(parts) > REGION_LIMIT:
             unsettled.append(region)
         else:
-            queue.extend(halves)
+            queue.extend(parts)
     regions = f"{len(floors) + len(unsettled)} regions (sign pattern of {mean!r}, box of {logvar!r})"
     if unsettled:
         shown = ", ".join(region.describe(whole, logvar, parent) for region in unsettled)
@@ -201,4 +205,4 @@ def _floors(manifest: Manifest, enclosure: Enclosure, program: LinearProgram, me
     return name, {e: ((float(lo[e]), below), (above, float(hi[e]))) for e in range(len(lo))}
 
 
-__all__ = ["KlOverflow", "PATTERN_LIMIT", "REGION_LIMIT", "Region", "kl_overflow_proof", "mean_floor"]
+__all__ = ["KlOverflow", "PATTERN_LIMIT", "PHASES_AT_ONCE", "REGION_LIMIT", "Region", "kl_overflow_proof", "mean_floor"]
