@@ -4,12 +4,12 @@ gets there only when every mean lies far from zero. Interval analysis of the hea
 zero and the log-variances within a box, says how far (`mean_floor`); the mixed-integer relaxation of the model up
 to the head then proves, one region at a time (a sign pattern of the means and a box of the log-variances), that no
 input puts the log-variances in the box and every mean that far out, and the mutant equivalent. A region the solver
-does not settle in time is split in two: on a log-variance at zero (a narrower box raises the floor: interval
-analysis takes a log-variance and its exponential apart), then on the sides of the kinks of three elements of the
-means' parent at once (neurons' phases, the most influential first: the solver, started again with them fixed, rules
-out in seconds what it did not in minutes), then on a log-variance at the middle of its magnitudes. Where the means are a
-saturating cast of a layer's sums, a floor on a mean is a floor on its sum, which spares the solver the cast's
-binaries.
+does not settle in time is split: in two on a log-variance at zero (a narrower box raises the floor: interval
+analysis takes a log-variance and its exponential apart), then in eight on the sides of the kinks of three elements
+of the means' parent (neurons' phases, the most influential first: the solver, started again with them fixed, rules
+out in seconds what it did not in minutes), then in two on a log-variance at the middle of its magnitudes. Where the
+means are a saturating cast of a layer's sums, a floor on a mean is a floor on its sum, which spares the solver the
+cast's binaries.
 """
 
 from __future__ import annotations
