@@ -227,8 +227,7 @@ def test_the_parts_of_a_region_hold_every_input_of_it_exactly_once():
     assert [part.phases for part in parts] == [((1, False), (0, False)), ((1, False), (0, True)),
                                                ((1, True), (0, False)), ((1, True), (0, True))]
     held = [part.held("logvar", kinks)["pre"] for part in parts]
-    inside = [(pre[:, 1] >= box[1][0]) & (pre[:, 1] <= box[1][1]) & (pre[:, 0] >= box[0][0]) & (pre[:, 0] <= box[0][1])
-              for box in held]
+    inside = [np.all([(pre[:, e] >= lo) & (pre[:, e] <= hi) for e, (lo, hi) in box.items()], axis=0) for box in held]
     assert sum(i.astype(int) for i in inside).tolist() == [1] * len(pre)
     wide = Region((-1, -1), (-5, 3), (7, 3))
     codes = np.arange(-5, 8)
