@@ -1,6 +1,9 @@
 """Mutants: each changes one thing of the manifest; equivalent ones are never told apart by any event; the
 summation order is honoured by the emulator; the score counts what event sets distinguish."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -187,12 +190,13 @@ def test_the_mutants_proofs_have_their_own_time_limit(mutant_seconds):
     assert (mutant.equivalent is not None) == (mutant_seconds is not None)
 
 
-def test_a_region_the_solver_does_not_settle_is_split_on_the_phases_of_the_means_parent(monkeypatch):
+@pytest.mark.parametrize("solvers", [1, 2])
+def test_a_region_the_solver_does_not_settle_is_split_on_the_phases_of_the_means_parent(monkeypatch, solvers):
     """Both means reach -4 (the narrower head's overflow) alone, but only one of the ReLU's two elements lies above
     its kink at a time. The solver settles the sign pattern (-,-) whole; made to give up on every region with no
     phase fixed (as it does on dnn_vae_ptq8's hardest one within minutes), the proof splits (-,-) on the side of the
     kinks of both of 'h''s elements and excludes all four parts: proved over 7 regions, and no input (all 256) tells
-    the mutant apart."""
+    the mutant apart; the same with two regions examined at once."""
     manifest = kl_behind_relu()
     enclosure = Enclosure(manifest)
     mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
@@ -204,12 +208,39 @@ def test_a_region_the_solver_does_not_settle_is_split_on_the_phases_of_the_means
         return len(held) > 1 and real(self, name, ranges, seconds, held)
 
     monkeypatch.setattr(LinearProgram, "excludes_all", gives_up_on_whole_regions)
-    mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
+    mutant = next(m for m in mutants(manifest, None, enclosure, seconds=10.0, solvers=solvers)
+                  if m.name == "narrower:kl")
     assert mutant.undecided is None
     assert "in any of 7 regions" in mutant.equivalent
     assert asked == [["logvar"]] + [["logvar", "pre"]] * 4
     every_input = np.array([[a, b] for a in range(16) for b in range(16)], dtype=np.int64)
     assert not distinguishing(manifest, mutant, every_input, None).any()
+
+
+def test_the_regions_of_one_level_are_examined_solvers_at_once(monkeypatch):
+    """With two solvers, the regions of kl_with_log_variance's narrower head that the means' enclosure leaves to the
+    program (two sign patterns, then their halves) go to the solver two at a time, and the proof is the one a single
+    solver gives."""
+    manifest = kl_with_log_variance()
+    enclosure = Enclosure(manifest)
+    real, lock, running, most = LinearProgram.excludes_all, threading.Lock(), [0], [0]
+
+    def counted(self, name, ranges, seconds, held=None):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        try:
+            return real(self, name, ranges, seconds, held)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    alone = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
+    monkeypatch.setattr(LinearProgram, "excludes_all", counted)
+    at_once = next(m for m in mutants(manifest, None, enclosure, seconds=10.0, solvers=2) if m.name == "narrower:kl")
+    assert most[0] == 2
+    assert at_once.equivalent == alone.equivalent and "in any of 6 regions" in at_once.equivalent
 
 
 def test_the_parts_of_a_region_hold_every_input_of_it_exactly_once():

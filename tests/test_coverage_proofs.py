@@ -2,13 +2,17 @@
 refinement, low-bit congruences, exhaustive chains, linear relaxation); and each refinement proves what intervals
 alone cannot."""
 
+import os
+import threading
+
 import numpy as np
 import pytest
 
 from emulator.coverage import InstrumentedEmulator, Trigger, coverage_bins
 from emulator.coverage.intervals import Enclosure
 from emulator.coverage.preimages import CodeTarget, translate
-from emulator.coverage.relaxation import MARGIN, LinearProgram, basis_to_input, bottleneck, lp_proofs, ruling_sides
+from emulator.coverage.relaxation import (MARGIN, LinearProgram, _quiet, basis_to_input, bottleneck, lp_proofs,
+                                          ruling_sides)
 from emulator.coverage.search import SearchBudget
 from emulator.coverage.stimuli import targeted_stimuli
 from emulator.emulator import Emulator
@@ -324,3 +328,28 @@ def test_mixed_integer_program_excludes_a_box_exactly_beyond_the_farthest_event(
 
     assert not program.excludes_all("mid", beyond(farthest), seconds=10.0)
     assert program.excludes_all("mid", beyond(farthest + MARGIN + 1), seconds=10.0)
+
+
+def test_solves_running_at_once_leave_stdout_and_stderr_where_they_were():
+    """Two solves in threads, the second starting while the first is silenced and finishing after it: they share
+    the solver's silencing, the last undoes it, and the process's stdout and stderr point where they did before."""
+    where = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (1, 2)]
+    first_in, both_in, first_out = threading.Event(), threading.Barrier(2), threading.Event()
+
+    def solve(first: bool) -> None:
+        if not first:
+            first_in.wait()
+        with _quiet():
+            first_in.set()
+            both_in.wait()
+            if not first:
+                first_out.wait()
+        if first:
+            first_out.set()
+
+    threads = [threading.Thread(target=solve, args=(first,)) for first in (True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (1, 2)] == where

@@ -159,6 +159,7 @@ def certify(options: Options) -> Certification:
                                 SearchBudget(events=options.coverage_search,
                                              prove_seconds=options.coverage_proof_seconds,
                                              mutant_seconds=options.coverage_mutant_seconds,
+                                             solvers=max(1, options.jobs),
                                              focus=options.coverage_focus),
                                 options.seed, lambda m: _log(options, m))
     return _write(options, model, source, n_events, backends, skipped, merged, shard_info, threads, coverage)

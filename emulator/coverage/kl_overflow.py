@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ from .relaxation import LinearProgram
 
 PATTERN_LIMIT = 16
 """Sign patterns asked of the solver at most (a head of up to four means); a wider head is not attempted."""
-REGION_LIMIT = 64
+REGION_LIMIT = 256
 """Regions examined at most, splits included: each may take the time limit of one program."""
 PHASES_AT_ONCE = 3
 """Kinks a region is split on at once (into 2**3 parts)."""
@@ -131,9 +132,11 @@ def mean_floor(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, lo
     return good
 
 
-def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, seconds: float) -> KlOverflow:
+def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, seconds: float,
+                      solvers: int = 1) -> KlOverflow:
     """Why no input puts the KL head's score outside type `t` (per region, the mean floor and the mixed-integer
-    program, within `seconds`, with no solution beyond it), or what was not settled."""
+    program, within `seconds`, with no solution beyond it), or what was not settled; `solvers` regions are examined
+    at once (threads: the solver leaves Python while it works)."""
     mean, logvar = layer.inputs
     m_lo, m_hi = enclosure.outputs[mean]
     n = len(m_lo)
@@ -156,18 +159,19 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
 
     queue = [Region(signs, whole.lo, whole.hi) for signs in itertools.product((1, -1), repeat=n)]
     floors, unsettled, examined = [], [], 0
-    while queue:
-        region = queue.pop(0)
-        examined += 1
-        c = excluded(region)
-        if c is not None:
-            floors.append(c)
-            continue
-        parts = region.parts(order)
-        if parts is None or examined + len(queue) + len(parts) > REGION_LIMIT:
-            unsettled.append(region)
-        else:
-            queue.extend(parts)
+    with ThreadPoolExecutor(max_workers=max(1, solvers)) as pool:
+        while queue:  # one level of splits at a time, its regions `solvers` at once
+            level, queue = queue, []
+            examined += len(level)
+            for region, c in zip(level, pool.map(excluded, level)):
+                if c is not None:
+                    floors.append(c)
+                    continue
+                parts = region.parts(order)
+                if parts is None or examined + len(queue) + len(parts) > REGION_LIMIT:
+                    unsettled.append(region)
+                else:
+                    queue.extend(parts)
     regions = f"{len(floors) + len(unsettled)} regions (sign pattern of {mean!r}, box of {logvar!r})"
     if unsettled:
         shown = ", ".join(region.describe(whole, logvar, parent) for region in unsettled)

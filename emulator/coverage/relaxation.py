@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -554,19 +555,36 @@ def _meets(target, lo: float, hi: float) -> bool:
     return bool(((target.starts <= hi) & (target.ends >= lo)).any())
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence what the solver's C++ prints on the process's stdout and stderr."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        os.dup2(null.fileno(), 2)
+class _Silence:
+    """Silences what the solver's C++ prints on the process's stdout and stderr while any solve runs: solves running
+    at once (in threads) share one redirection, which the last to finish undoes."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._solving = 0
+        self._saved = ()
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if not self._solving:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                self._saved = (os.dup(1), os.dup(2))
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+                os.close(null)
+            self._solving += 1
         try:
             yield
         finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+            with self._lock:
+                self._solving -= 1
+                if not self._solving:
+                    for fd, saved in zip((1, 2), self._saved):
+                        os.dup2(saved, fd)
+                        os.close(saved)
+
+
+_quiet = _Silence()

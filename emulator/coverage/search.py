@@ -23,8 +23,8 @@ class SearchBudget:
     """`events` evaluated at most; `batch` events per round, at least `children` per objective; `pool` events kept
     per objective; restart after `patience` rounds without progress; `prove_seconds`: the time limit of one
     mixed-integer bound or witness (relaxation.py; 0: linear programs only); `mutant_seconds`: that of one program
-    proving a mutant equivalent (None: `prove_seconds`); `focus`: events a last search spends on each condition still
-    open, alone (targeted_stimuli; 0: none)."""
+    proving a mutant equivalent (None: `prove_seconds`), `solvers` such programs solved at once (threads); `focus`:
+    events a last search spends on each condition still open, alone (targeted_stimuli; 0: none)."""
 
     events: int = 1 << 18
     batch: int = 4096
@@ -34,6 +34,7 @@ class SearchBudget:
     pool: int = 1
     focus: int = 0
     mutant_seconds: float | None = None
+    solvers: int = 1
 
     @property
     def equivalence_seconds(self) -> float:
