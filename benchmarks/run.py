@@ -112,7 +112,8 @@ def report(name: str, result: dict, threads: list) -> str:
              f"fast emulator cold compile: {compile_s})",
              f"{'engine':52s} {'events/s':>11s} {'per CPU-s':>11s} {'fast/this':>10s}"]
     for label, rate in rows.items():
-        lines.append(f"{label:52s} {human(rate.per_s):>11s} {human(rate.per_cpu_s):>11s} {best_fast / rate.per_s:>10.1f}")
+        lines.append(f"{label:52s} {human(rate.per_s):>11s} {human(rate.per_cpu_s):>11s} "
+                     f"{best_fast / rate.per_s:>10.1f}")
     return "\n".join(lines)
 
 
@@ -138,7 +139,8 @@ def main(argv=None):
     print(f"# end: {load_average()}")
     if args.json:
         body = {name: {"bit_exact_vs_csim": r["bit_exact_vs_csim"], "compile_s": r["compile_s"],
-                       "rows": {k: {"events": v.events, "wall_s": v.wall_s, "cpu_s": v.cpu_s} for k, v in r["rows"].items()}}
+                       "rows": {k: {"events": v.events, "wall_s": v.wall_s, "cpu_s": v.cpu_s}
+                                for k, v in r["rows"].items()}}
                 for name, r in results.items()}
         args.json.write_text(json.dumps(body, indent=1) + "\n")
 

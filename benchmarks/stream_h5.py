@@ -38,7 +38,8 @@ def write_events(path: Path, n_events: int, n_in: int, chunk: int, seed: int = 2
     partial = path.with_suffix(".partial")
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(partial, "w") as handle:
-        data = handle.create_dataset(DATASET, shape=(n_events, n_in), dtype=np.float32, chunks=(min(chunk, n_events), n_in))
+        data = handle.create_dataset(DATASET, shape=(n_events, n_in), dtype=np.float32,
+                                     chunks=(min(chunk, n_events), n_in))
         start = 0
         for events in stream("background", n_events, chunk, seed):
             data[start:start + len(events)] = events.reshape(len(events), n_in)

@@ -152,7 +152,8 @@ def _zeropad2d(node) -> Layer:
 @register_exporter("Resize", "UpSampling2D")
 def _upsampling2d(node) -> Layer:
     if node.get_attr("algorithm", "nearest") != "nearest":
-        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): interpolation {node.get_attr('algorithm')!r} is not supported")
+        raise UnsupportedLayer(f"layer {node.name!r} ({node.class_name}): interpolation "
+                               f"{node.get_attr('algorithm')!r} is not supported")
     return _base(node, "upsampling2d", **_params(node, "in_height", "in_width", "n_chan", "height_factor",
                                                   "width_factor", "out_height", "out_width"))
 

@@ -65,7 +65,8 @@ _M_BIAS, _M_PRODUCT, _M_ACCUM, _M_RESULT = range(4)
 
 @nb.njit(**_JIT)
 def matmul_cast(x, x_frac, index, w, w_frac, b, b_frac, acc_spec, res_spec, probe):
-    """hls4ml dense_latency applied to gathered inputs: y[n, p, j] = res(acc(b_j) + sum_i acc(x[n, index[p, i]] * w[i, j])).
+    """hls4ml dense_latency applied to gathered inputs:
+    y[n, p, j] = res(acc(b_j) + sum_i acc(x[n, index[p, i]] * w[i, j])).
 
     `index` (pixels, n_in) picks each pixel's input vector (identity for Dense, im2col for Conv2D); -1 reads 0 (a tap
     on a convolution's padding). All sites report output element p * n_out + j.
@@ -275,8 +276,8 @@ def mse_cast(ref, ref_frac, rec, rec_frac, diff_spec, sq_spec, acc_spec, inv_n, 
     for n in nb.prange(n_events):
         leaves = np.empty(n_in, dtype=np.int64)
         for i in range(n_in):
-            d = probed_cast(probe, n, _S_DIFF, i, aligned(rec[n, i], rec_frac, frac) - aligned(ref[n, i], ref_frac, frac),
-                            frac, diff_spec)
+            d = probed_cast(probe, n, _S_DIFF, i,
+                            aligned(rec[n, i], rec_frac, frac) - aligned(ref[n, i], ref_frac, frac), frac, diff_spec)
             s = probed_cast(probe, n, _S_SQUARE, i, d * d, 2 * d_frac, sq_spec)
             leaves[i] = probed_cast(probe, n, _S_LEAF, i, s, sq_spec[1], acc_spec)
         total = tree_sum(leaves[order], 0, n_in, acc_frac, acc_spec, probe, n, _S_SUM)

@@ -145,7 +145,8 @@ class Manifest:
         if data.get("schema") != SCHEMA:
             raise ManifestError(f"not a {SCHEMA} file (schema field is {data.get('schema')!r})")
         if data.get("version") != VERSION:
-            raise ManifestError(f"manifest version {data.get('version')!r} is not supported (this tool reads {VERSION})")
+            raise ManifestError(f"manifest version {data.get('version')!r} is not supported "
+                                f"(this tool reads {VERSION})")
         try:
             inputs = [Tensor(t["name"], tuple(t["shape"]), FixedType.parse(t["type"])) for t in data["inputs"]]
             layers = [_layer_from_dict(d) for d in data["layers"]]
@@ -195,7 +196,8 @@ def _layer_to_dict(layer: Layer) -> dict:
         "result": str(layer.result),
         "types": {k: str(v) for k, v in layer.types.items()},
         "params": layer.params,
-        "tensors": {k: {"shape": list(v.shape), "codes": np.asarray(v).ravel().tolist()} for k, v in layer.tensors.items()},
+        "tensors": {k: {"shape": list(v.shape), "codes": np.asarray(v).ravel().tolist()}
+                    for k, v in layer.tensors.items()},
     }
 
 

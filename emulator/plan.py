@@ -151,7 +151,8 @@ def im2col_index(p: dict, padded: bool = False) -> np.ndarray:
         raise UnsupportedType(f"a convolution with padding inside the layer (top, bottom, left, right = {pads}) is "
                               f"handled by the reference emulator and the RTL generator only")
     oh, ow = np.meshgrid(np.arange(p["out_height"]), np.arange(p["out_width"]), indexing="ij")
-    kh, kw, c = np.meshgrid(np.arange(p["filt_height"]), np.arange(p["filt_width"]), np.arange(p["n_chan"]), indexing="ij")
+    kh, kw, c = np.meshgrid(np.arange(p["filt_height"]), np.arange(p["filt_width"]), np.arange(p["n_chan"]),
+                            indexing="ij")
     rows = oh.reshape(-1, 1) * p["stride_height"] + kh.reshape(1, -1) - p["pad_top"]
     cols = ow.reshape(-1, 1) * p["stride_width"] + kw.reshape(1, -1) - p["pad_left"]
     inside = (rows >= 0) & (rows < p["in_height"]) & (cols >= 0) & (cols < p["in_width"])

@@ -23,7 +23,8 @@ MIN_EVENTS_PER_THREAD = 2000
 
 
 class CSimInputError(ValueError):
-    """Input codes the C-simulation cannot take (wrong shape, dtype, or outside the input type); the message says which."""
+    """Input codes the C-simulation cannot take (wrong shape, dtype, or outside the input type); the message says
+    which."""
 
 
 class CSim:
@@ -74,10 +75,12 @@ class CSim:
         return self._outputs(outputs)
 
     def trace(self, input_codes) -> dict:
-        """{layer name: output codes (N, size)} for every traced layer (all layers with function calls, by hls4ml's names)."""
+        """{layer name: output codes (N, size)} for every traced layer (all layers with function calls, by hls4ml's
+        names)."""
         if not self.interface.traced:
-            raise CSimError("this project was written without trace hooks: convert it with firmware.hls_project.convert, "
-                            "or set the layers' 'Trace' and hls_model.config.trace_output before writing")
+            raise CSimError("this project was written without trace hooks: convert it with "
+                            "firmware.hls_project.convert, or set the layers' 'Trace' and "
+                            "hls_model.config.trace_output before writing")
         inputs = self._inputs(input_codes)
         n = len(inputs[0])
         outputs = self._alloc(self.interface.outputs, n)
@@ -105,7 +108,8 @@ class CSim:
                                  f"pass a list of {len(ports)} code arrays")
         arrays = [input_codes] if len(ports) == 1 else list(input_codes)
         if len(arrays) != len(ports):
-            raise CSimInputError(f"the model has {len(ports)} inputs ({', '.join(p.name for p in ports)}), got {len(arrays)} arrays")
+            raise CSimInputError(f"the model has {len(ports)} inputs ({', '.join(p.name for p in ports)}), "
+                                 f"got {len(arrays)} arrays")
         checked = [_checked_codes(a, port) for a, port in zip(arrays, ports)]
         if len({len(a) for a in checked}) != 1:
             raise CSimInputError(f"the inputs have different numbers of events: {[len(a) for a in checked]}")
@@ -124,7 +128,8 @@ class CSim:
 def _checked_codes(codes, port) -> np.ndarray:
     codes = np.asarray(codes)
     if codes.dtype.kind not in "iu":
-        raise CSimInputError(f"input {port.name!r}: codes must be integers (raw codes of {port.type}), got dtype {codes.dtype}")
+        raise CSimInputError(f"input {port.name!r}: codes must be integers (raw codes of {port.type}), "
+                             f"got dtype {codes.dtype}")
     if codes.ndim < 1 or int(np.prod(codes.shape[1:])) != port.size:
         raise CSimInputError(f"input {port.name!r}: expected shape (N, {port.size}), got {codes.shape}")
     codes = np.ascontiguousarray(codes.reshape(len(codes), port.size), dtype=np.int64)
@@ -169,7 +174,9 @@ void set_code(ap_fixed_base<W, I, S, Q, O, N> &x, int64_t code) {{ x.range(W - 1
 template <int W, bool S> void set_code(ap_int_base<W, S> &x, int64_t code) {{ x.range(W - 1, 0) = (uint64_t)code; }}
 
 template <int W, int I, bool S, ap_q_mode Q, ap_o_mode O, int N>
-int64_t get_code(const ap_fixed_base<W, I, S, Q, O, N> &x) {{ return sign_extend<W, S>(x.range(W - 1, 0).to_uint64()); }}
+int64_t get_code(const ap_fixed_base<W, I, S, Q, O, N> &x) {{
+    return sign_extend<W, S>(x.range(W - 1, 0).to_uint64());
+}}
 template <int W, bool S> int64_t get_code(const ap_int_base<W, S> &x) {{
     return sign_extend<W, S>(x.range(W - 1, 0).to_uint64());
 }}

@@ -30,7 +30,8 @@ class ExtensionError(ValueError):
 
 
 def _precision_from_config(layer, role: str) -> bool:
-    """Whether the hls4ml configuration names a precision for `role` of this layer (else the attribute default holds)."""
+    """Whether the hls4ml configuration names a precision for `role` of this layer (else the attribute default
+    holds)."""
     precision = layer.model.config.get_layer_config(layer).get("Precision")
     return isinstance(precision, dict) and role in precision
 
@@ -169,7 +170,8 @@ _registered = False
 
 
 def register() -> None:
-    """Register the heads with hls4ml (Keras handlers, IR layers, Vivado and Vitis templates and sources); idempotent."""
+    """Register the heads with hls4ml (Keras handlers, IR layers, Vivado and Vitis templates and sources);
+    idempotent."""
     global _registered
     if _registered:
         return

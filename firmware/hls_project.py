@@ -1,4 +1,5 @@
-"""Write hls4ml projects the way the firmware is built, and compile their C-simulation with g++ under a content-hash cache.
+"""Write hls4ml projects the way the firmware is built, and compile their C-simulation with g++ under a
+content-hash cache.
 
 `convert` fixes the implementation choices (io_parallel, Latency, reuse factor 1, 5 ns, VU9P) and turns on tracing
 for every layer; `compile_library` builds a shared library from a written project plus extra C++ sources and reuses
@@ -49,7 +50,8 @@ class CSimError(RuntimeError):
 
 # ---- project writing ---------------------------------------------------------------------------------
 def convert(keras_model, hls_config: dict, build_dir, backend: str = "Vivado"):
-    """Convert a Keras model with hls4ml (io_parallel, Latency, reuse 1, 200 MHz, xcvu9p), trace every layer, write the project."""
+    """Convert a Keras model with hls4ml (io_parallel, Latency, reuse 1, 200 MHz, xcvu9p), trace every layer, write
+    the project."""
     import hls4ml
 
     register()
@@ -112,7 +114,8 @@ class ProjectInterface:
             traced = tuple(
                 _port(node.name, node.get_output_variable(), traced=True)
                 for node in hls_model.get_layers()
-                if node.get_attr("function_cpp", None) and node.get_attr("trace", False) and len(node.get_variables()) == 1
+                if node.get_attr("function_cpp", None) and node.get_attr("trace", False)
+                and len(node.get_variables()) == 1
             )
         return cls(
             project_dir=Path(hls_model.config.get_output_dir()).resolve(),
@@ -138,14 +141,15 @@ class ProjectInterface:
         project_dir = Path(project_dir).resolve()
         path = project_dir / INTERFACE_FILE
         if not path.is_file():
-            raise CSimError(f"{project_dir} has no {INTERFACE_FILE}: write the project with firmware.hls_project.convert "
-                            f"or pass the hls4ml model instead of its directory")
+            raise CSimError(f"{project_dir} has no {INTERFACE_FILE}: write the project with "
+                            f"firmware.hls_project.convert or pass the hls4ml model instead of its directory")
         try:
             body = json.loads(path.read_text())
             ports = {group: tuple(_port_from_dict(p) for p in body[group]) for group in ("inputs", "outputs", "traced")}
             return cls(project_dir, body["top_function"], body["namespace"], stateless=body["stateless"], **ports)
         except (KeyError, TypeError, ValueError) as exc:
-            raise CSimError(f"{path} is malformed or from an older version ({exc!r}); convert the model again") from None
+            raise CSimError(f"{path} is malformed or from an older version ({exc!r}); "
+                            f"convert the model again") from None
 
 
 def write_project(hls_model) -> ProjectInterface:
@@ -165,7 +169,8 @@ def project_lock(project_dir: Path, shared: bool = False):
 
 
 def _port(layer_name: str, var, traced: bool = False) -> Port:
-    """The port of an hls4ml variable; its type must fit int64 codes (traced: hls4ml's double trace buffers, exactly)."""
+    """The port of an hls4ml variable; its type must fit int64 codes (traced: hls4ml's double trace buffers,
+    exactly)."""
     try:
         fixed = FixedType.from_hls4ml(var.type.precision)
     except UnsupportedType as exc:
@@ -258,7 +263,8 @@ def _check(output: str, returncode: int, what: str) -> None:
 
 @lru_cache(maxsize=None)
 def _compile_flags(cxx: str) -> tuple:
-    """The flags of hls4ml's build_lib.sh (newest C++ standard it would pick, no GNU-unique symbols), fatal first error."""
+    """The flags of hls4ml's build_lib.sh (newest C++ standard it would pick, no GNU-unique symbols), fatal first
+    error."""
     def accepts(flag):
         probe = subprocess.run([cxx, "-Werror", "-fsyntax-only", flag, "-xc++", "-", "-o", os.devnull],
                                input="", capture_output=True, text=True)

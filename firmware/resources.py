@@ -69,7 +69,8 @@ def estimate(manifest: Manifest, pipeline: int = 1, build_dir: Path = BUILD, tim
     """Synthesize the manifest's generated RTL with Yosys for UltraScale+ and count its cells (cached)."""
     yosys = shutil.which("yosys")
     if yosys is None:
-        raise YosysError("yosys is not installed; resource estimates need it: apt-get install yosys (Debian's 0.23 works)")
+        raise YosysError("yosys is not installed; resource estimates need it: apt-get install yosys "
+                         "(Debian's 0.23 works)")
     work = Path(build_dir) / f"{manifest.content_hash[:16]}-p{pipeline}"
     design = generate_rtl(manifest, work, pipeline)
     cached = work / f"resources-{design.content_hash[:16]}.json"
@@ -85,7 +86,8 @@ def estimate(manifest: Manifest, pipeline: int = 1, build_dir: Path = BUILD, tim
         raise YosysError(f"yosys did not finish synthesizing {manifest.name} within {timeout:.0f} s "
                          "(raise --timeout)") from None
     if done.returncode != 0:
-        raise YosysError(f"yosys failed on {manifest.name} (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+        raise YosysError(f"yosys failed on {manifest.name} (exit {done.returncode}):\n"
+                         f"{(done.stdout + done.stderr)[-3000:]}")
     cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
     result = Resources.from_cells(cells, design.latency, time.perf_counter() - started)
     cached.write_text(json.dumps(asdict(result), indent=1) + "\n")
@@ -98,9 +100,9 @@ def format_table(rows: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         pct = r.percent_of(VU9P)
-        lines.append(f"| {name} | {r.lut:,} | {r.ff:,} | {r.dsp:,} | {r.bram36:g} | {pct['lut']:.2f} | {pct['ff']:.2f} | "
-                     f"{pct['dsp']:.2f} | {r.latency_cycles} cycles = {r.latency_cycles * CLOCK_NS:g} ns | "
-                     f"1 cycle = {CLOCK_NS:g} ns | {r.synth_seconds:.0f} s |")
+        lines.append(f"| {name} | {r.lut:,} | {r.ff:,} | {r.dsp:,} | {r.bram36:g} | {pct['lut']:.2f} | "
+                     f"{pct['ff']:.2f} | {pct['dsp']:.2f} | {r.latency_cycles} cycles = "
+                     f"{r.latency_cycles * CLOCK_NS:g} ns | 1 cycle = {CLOCK_NS:g} ns | {r.synth_seconds:.0f} s |")
     return "\n".join(lines)
 
 

@@ -14,8 +14,9 @@ Precision rules (`hls_config`), every type explicit:
 - accumulators (TRN, WRAP): integer bits of the worst case |bias| + sum |w| * max|input| over the whole input type
   range, so they never overflow; exact products (input + weight fractional bits) where that fits in 32 bits.
 - heads: MSE diff/square/accum/result from calibration with 4x headroom, saturating, <= 31 bits (the emulator's
-  int64 path multiplies two of them); KL accum/result from the worst case, exp table ap_fixed<26,13,AP_RND_CONV,AP_SAT> with 8192
-  entries over log_var in [-8, 8) (the 1024 of hls4ml's default are too coarse for near-prior latents).
+  int64 path multiplies two of them); KL accum/result from the worst case, exp table
+  ap_fixed<26,13,AP_RND_CONV,AP_SAT> with 8192 entries over log_var in [-8, 8) (the 1024 of hls4ml's default are
+  too coarse for near-prior latents).
 Calibration events are clipped to the input type's range first, as the firmware's input saturates.
 """
 
@@ -48,7 +49,8 @@ KL_EXP_MAX = math.exp(KL_TABLE["ExpRange"])
 
 
 class PrecisionError(ValueError):
-    """A precision plan that breaks the limits (accumulator over 32 bits, product over 62 bits); the message says where."""
+    """A precision plan that breaks the limits (accumulator over 32 bits, product over 62 bits); the message says
+    where."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ def _accum(bound: float, frac: int, max_width: int = ACCUM_MAX_WIDTH) -> FixedTy
 
 
 def quantizer_type(quantizer, rounding="RND_CONV", overflow="SAT") -> FixedType:
-    """The type hls4ml gives a QKeras quantized_bits(b, i) (ap_fixed<b, i+1>) or quantized_relu(b, i) (ap_ufixed<b, i>)."""
+    """The type hls4ml gives a QKeras quantized_bits(b, i) (ap_fixed<b, i+1>) or quantized_relu(b, i)
+    (ap_ufixed<b, i>)."""
     kind = type(quantizer).__name__
     config = quantizer.get_config()
     bits, integer = int(config["bits"]), int(config["integer"])
@@ -186,7 +189,8 @@ def _plan_dense(layer, inputs, ranges, scheme):
         raise PrecisionError(f"layer {layer.name!r}: input {x} times weight {weight} exceeds {PRODUCT_MAX_WIDTH} bits")
     worst = float(np.max(np.abs(bias) + np.abs(kernel).sum(axis=0) * max_abs(x)))
     accum = _accum(worst, max(x.fractional + weight.fractional, bias_t.fractional))
-    return {"weight": weight, "bias": bias_t, "accum": accum, "result": sized(RESULT_HEADROOM * ranges[layer.name], WIDE_RESULT)}
+    return {"weight": weight, "bias": bias_t, "accum": accum,
+            "result": sized(RESULT_HEADROOM * ranges[layer.name], WIDE_RESULT)}
 
 
 def _plan_leaky(layer, inputs, ranges, scheme):
@@ -244,7 +248,7 @@ _PLANNERS = {
 }
 
 
-# ---- hls4ml configuration and conversion ------------------------------------------------------------------------------
+# ---- hls4ml configuration and conversion -----------------------------------------------------------------------------
 def hls_config(deployed, plan: dict) -> dict:
     """The hls4ml configuration (granularity 'name') of a deployed model with every precision of `plan`, none 'auto'."""
     import hls4ml
@@ -300,7 +304,8 @@ class Quantized:
 
 
 def quantize(deployed, calibration_events, scheme: Scheme, build_dir, name: str) -> Quantized:
-    """Plan precisions on calibration events, convert with hls4ml (firmware.hls_project.convert), export the manifest."""
+    """Plan precisions on calibration events, convert with hls4ml (firmware.hls_project.convert), export the
+    manifest."""
     from emulator.hls4ml_export import export_manifest
     from firmware.hls_project import convert
 
@@ -320,14 +325,15 @@ def emulator_scores(manifest, events: dict) -> dict:
     return {name: emulator.predict(x).code.ravel() for name, x in events.items()}
 
 
-# ---- the bit-width scan (Figures IV and V) ------------------------------------------------------------------------------
+# ---- the bit-width scan (Figures IV and V) ---------------------------------------------------------------------------
 SCAN_BITS = (2, 4, 6, 8, 10, 12, 14, 16)
 
 
 def scan(architecture: str, bits: list, x_train, x_val, test: dict, config, build_dir, calibration: int = 50_000,
          qat: bool = True) -> dict:
     """TPR at FPR 1e-5 and AUC of the pruned float model (BP), its PTQ at each width, and QAT models fine-tuned from
-    it at each width: {"float": figures, "ptq": {bits: figures}, "qat": {bits: figures}} (emulator scores for PTQ and QAT)."""
+    it at each width: {"float": figures, "ptq": {bits: figures}, "qat": {bits: figures}} (emulator scores for PTQ
+    and QAT)."""
     from dataclasses import replace
 
     from tqdm.auto import tqdm

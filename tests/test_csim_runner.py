@@ -1,5 +1,6 @@
 """The batched C-simulation runner against hls4ml's own compiled C-simulation (predict and trace), its compile cache,
-and its errors. The model has two inputs and two outputs and runs dense, batchnorm, leaky ReLU, ReLU and the MSE head."""
+and its errors. The model has two inputs and two outputs and runs dense, batchnorm, leaky ReLU, ReLU and the MSE
+head."""
 
 import os
 import shutil

@@ -63,7 +63,8 @@ def cnn_recipes(draw):
         height=draw(st.integers(3, 7)), width=draw(st.integers(2, 4)), chan=draw(st.integers(1, 2)),
         pad=(draw(st.integers(0, 1)), draw(st.integers(0, 1)), draw(st.integers(0, 1)), draw(st.integers(0, 1))),
         filters=draw(st.integers(1, 4)), kernel=(draw(st.integers(1, 3)), draw(st.integers(1, 2))),
-        bias=draw(st.booleans()), pool=(draw(st.integers(1, 2)), 1), up=(draw(st.integers(1, 3)), draw(st.integers(1, 2))),
+        bias=draw(st.booleans()), pool=(draw(st.integers(1, 2)), 1),
+        up=(draw(st.integers(1, 3)), draw(st.integers(1, 2))),
         dense=draw(st.integers(1, 5)),
     )
     precisions = {

@@ -85,7 +85,8 @@ def ae_manifest(seed=2) -> Manifest:
               dense(rng, "d1", "bn", 24, 8), leaky("a1", "d1", 8),
               dense(rng, "d2", "a1", 8, 24, accum=FixedType(22, 10)),
               Layer("mse", "mse", ["bn", "d2"], (1,), FixedType(31, 12, True, "RND_CONV", "SAT"),
-                    {"diff": FixedType(22, 10, True, "RND_CONV", "SAT"), "square": FixedType(31, 17, True, "RND_CONV", "SAT"),
+                    {"diff": FixedType(22, 10, True, "RND_CONV", "SAT"),
+                     "square": FixedType(31, 17, True, "RND_CONV", "SAT"),
                      "accum": FixedType(31, 17, True, "RND_CONV", "SAT")}, {"n_in": 24})]
     return Manifest("test_ae", [Tensor("events", (24,), IN_T)], layers, ["mse"])
 
@@ -109,7 +110,8 @@ def padded_conv(rng, name, src, in_hw, n_chan, n_filt, filt, pads, result=RES_T,
     p.update(pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
              out_height=p["in_height"] + top + bottom - p["filt_height"] + 1,
              out_width=p["in_width"] + left + right - p["filt_width"] + 1)
-    return Layer(name, "conv2d", [src], (p["out_height"], p["out_width"], n_filt), result, layer.types, p, layer.tensors)
+    return Layer(name, "conv2d", [src], (p["out_height"], p["out_width"], n_filt), result, layer.types, p,
+                 layer.tensors)
 
 
 def cnn_manifest(seed=3) -> Manifest:
@@ -199,7 +201,8 @@ def cast_sweep_manifest() -> Manifest:
                     continue
                 for src, frac in sources:
                     t = FixedType(6, 6 - frac, signed, rounding, overflow)
-                    layers.append(Layer(f"c_{src}_{frac}_{rounding}_{overflow}_{int(signed)}", "linear", [src], (8,), t))
+                    layers.append(Layer(f"c_{src}_{frac}_{rounding}_{overflow}_{int(signed)}", "linear", [src],
+                                        (8,), t))
     layers.append(Layer("left_shift", "linear", ["events"], (8,), FixedType(12, 2, True, "RND", "SAT_SYM")))
     return Manifest("test_casts", [Tensor("events", (8,), SWEEP_IN)], layers, [layer.name for layer in layers])
 
@@ -228,7 +231,8 @@ def input_codes(t: FixedType, size: int, n: int, rng) -> np.ndarray:
     x[: n // 4] >>= min(8, t.width - 1)
     x[n // 4: n // 2] >>= min(3, t.width - 1)
     shifts = rng.integers(1, 13, size=(100, size))
-    ties = (rng.integers(-64, 64, size=(100, size)) << shifts) + (1 << (shifts - 1)) + rng.integers(-1, 2, size=(100, size))
+    ties = ((rng.integers(-64, 64, size=(100, size)) << shifts) + (1 << (shifts - 1))
+            + rng.integers(-1, 2, size=(100, size)))
     special = np.concatenate([
         np.full((50, size), t.max_code), np.full((50, size), t.min_code), np.zeros((50, size), dtype=np.int64),
         np.where(rng.random((50, size)) < 0.5, t.min_code, t.max_code), np.clip(ties, t.min_code, t.max_code),
@@ -262,7 +266,8 @@ def assert_same(fast_prediction, reference_prediction):
         got = fast_prediction.codes[name]
         mismatched = np.flatnonzero((got != expected).any(axis=1))
         assert mismatched.size == 0, (f"{name}: {mismatched.size} events differ, first {mismatched[:5].tolist()}: "
-                                      f"fast {got[mismatched[:3]].tolist()} reference {expected[mismatched[:3]].tolist()}")
+                                      f"fast {got[mismatched[:3]].tolist()} "
+                                      f"reference {expected[mismatched[:3]].tolist()}")
 
 
 def as_int32(codes):

@@ -190,7 +190,8 @@ def test_heads_match_the_emulator(compiled, input_codes):
     expected = Emulator.from_hls_model(hls_model).predict_codes(input_codes).codes
     assert set(observed) == set(HEADS)
     for name in HEADS:
-        assert np.array_equal(observed[name], expected[name]), f"{name}: {np.sum(observed[name] != expected[name])} mismatches"
+        assert np.array_equal(observed[name], expected[name]), (
+            f"{name}: {np.sum(observed[name] != expected[name])} mismatches")
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -257,7 +258,8 @@ def test_defaults_apply_without_layer_configuration(tmp_path):
 
 def test_table_size_must_be_a_multiple_of_twice_the_range(tmp_path):
     config = {"Model": {"Precision": "fixed<16,6>"}, "LayerName": {"kl": {"TableSize": 1000, "ExpRange": 8}}}
-    with pytest.raises(ExtensionError, match="table_size \\(1000\\) must be a positive multiple of 2 \\* exp_range \\(16\\)"):
+    with pytest.raises(ExtensionError,
+                       match="table_size \\(1000\\) must be a positive multiple of 2 \\* exp_range \\(16\\)"):
         convert(kl_model(), config, tmp_path / "project")
 
 
@@ -298,14 +300,16 @@ def test_keras_heads_reject_mismatched_inputs():
 
 
 def test_vitis_backend_heads_match_the_python_reference():
-    """The heads registered for the Vitis backend, on two model inputs fed directly with codes over their whole range."""
+    """The heads registered for the Vitis backend, on two model inputs fed directly with codes over their whole
+    range."""
     mean_in, log_var_in = keras.layers.Input((5,), name="mean_in"), keras.layers.Input((5,), name="log_var_in")
     model = keras.Model([mean_in, log_var_in], [KLDivergenceHead(name="kl")([mean_in, log_var_in]),
                                                 MSEHead(name="mse")([mean_in, log_var_in])])
     config = {"Model": {"Precision": "fixed<16,6>"}, "LayerName": {
         "mean_in": {"Precision": {"result": "fixed<10,4>"}},
         "log_var_in": {"Precision": {"result": "fixed<12,5,RND,SAT>"}},
-        "kl": {"Precision": {"accum": "fixed<16,7,RND,SAT>", "exp_table": "fixed<14,6,RND,SAT>", "result": "fixed<16,6>"}},
+        "kl": {"Precision": {"accum": "fixed<16,7,RND,SAT>", "exp_table": "fixed<14,6,RND,SAT>",
+                             "result": "fixed<16,6>"}},
         "mse": {"Precision": {"diff": "fixed<12,6>", "square": "fixed<16,8,RND,SAT>", "accum": "fixed<16,8,RND,SAT>",
                               "result": "fixed<12,6,RND,SAT>"}},
     }}
@@ -321,5 +325,6 @@ def test_vitis_backend_heads_match_the_python_reference():
     values = {p.name: (c, p.type) for p, c in zip(csim.interface.inputs, codes)}
     for head in ("kl", "mse"):
         expected = head_reference(hls_model, hls_model.graph[head], values)
-        assert np.array_equal(observed[head][:, 0], expected), f"{head}: {np.sum(observed[head][:, 0] != expected)} mismatches"
+        assert np.array_equal(observed[head][:, 0], expected), (
+            f"{head}: {np.sum(observed[head][:, 0] != expected)} mismatches")
         assert len(np.unique(expected)) > 50

@@ -35,7 +35,8 @@ def test_missing_model_is_a_usage_error(capsys, tmp_path):
 
 
 def test_missing_keras_file_is_a_usage_error(capsys, tmp_path):
-    code, _, err = run(capsys, "--keras", tmp_path / "absent.h5", "--config", tmp_path / "absent.json", "--out", tmp_path)
+    code, _, err = run(capsys, "--keras", tmp_path / "absent.h5", "--config", tmp_path / "absent.json",
+                       "--out", tmp_path)
     assert code == 2
     assert "Keras model file not found" in err
 
@@ -82,7 +83,8 @@ def test_a_shards_bad_events_are_named_by_their_index_in_the_run():
 def test_corrupt_and_missing_hdf5_are_usage_errors(capsys, tmp_path):
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
-    code, _, err = run(capsys, "--model", MODEL, "--data", corrupt, "--skip-csim", "--skip-rtl", "--out", tmp_path / "r")
+    code, _, err = run(capsys, "--model", MODEL, "--data", corrupt, "--skip-csim", "--skip-rtl",
+                       "--out", tmp_path / "r")
     assert code == 2 and "not a readable HDF5 file" in err
     code, _, err = run(capsys, "--model", MODEL, "--data", tmp_path / "nothing", "--skip-csim", "--skip-rtl",
                        "--out", tmp_path / "r")

@@ -41,7 +41,8 @@ examples:
 
 output (in --out): report.json (schema l1ad-verify-report, version 1), report.md, score_distribution.png,
 layer_bit_differences.png (only when layers differ), vectors/ (input and expected output codes, hls4ml tb_data
-files, EMP pattern files); with --coverage also coverage_bins.json, precision_profile.png and vectors/targeted/. Skipped paths are reported as skipped, never as passed. Without --data the events are
+files, EMP pattern files); with --coverage also coverage_bins.json, precision_profile.png and vectors/targeted/.
+Skipped paths are reported as skipped, never as passed. Without --data the events are
 synthetic (the built-in generator), and every output says so.
 
 exit status:
@@ -55,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="verify", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     model = p.add_argument_group("model (one of)")
-    model.add_argument("--model", metavar="NAME", help="a zoo model: dnn_ae_qat8, dnn_vae_ptq8, cnn_ae_qat4, cnn_vae_ptq8")
+    model.add_argument("--model", metavar="NAME", help="a zoo model: dnn_ae_qat8, dnn_vae_ptq8, cnn_ae_qat4, "
+                       "cnn_vae_ptq8")
     model.add_argument("--keras", metavar="PATH", type=Path, help="your own Keras/QKeras model (.h5)")
     model.add_argument("--config", metavar="PATH", type=Path, help="its hls4ml configuration (JSON or YAML), with "
                        "explicit precisions; needed with --keras")
@@ -68,23 +70,28 @@ def parser() -> argparse.ArgumentParser:
                       "it (default: the built-in generator, synthetic events)")
     data.add_argument("--process", default="background", choices=PROCESSES, help="which process to read or generate "
                       "(default background)")
-    data.add_argument("--seed", type=int, default=0, help="generator seed, and seed of the determinism shuffle (default 0)")
+    data.add_argument("--seed", type=int, default=0, help="generator seed, and seed of the determinism shuffle "
+                      "(default 0)")
     paths = p.add_argument_group("paths")
-    paths.add_argument("--sim", choices=("verilator", "icarus"), default="verilator", help="RTL simulator (default verilator)")
+    paths.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+                       help="RTL simulator (default verilator)")
     paths.add_argument("--skip-csim", action="store_true", help="do not run the C-simulation (reported as skipped)")
     paths.add_argument("--skip-rtl", action="store_true", help="do not run the RTL co-simulation (reported as skipped)")
     paths.add_argument("--rtl", metavar="DIR", type=Path, help="external Verilog (*.v) with the HLS port interface, "
                        "e.g. Vivado HLS output, instead of the generated RTL")
     run = p.add_argument_group("run")
     run.add_argument("--jobs", type=int, default=1, help="shards verified at once, in threads; the paths of different "
-                     "shards overlap (default 1)")
-    run.add_argument("--shard-size", type=int, default=DEFAULT_SHARD, help=f"events per shard (default {DEFAULT_SHARD})")
+                     "shards overlap; with --coverage also the regions of a mutant's equivalence proof examined at "
+                     "once (default 1)")
+    run.add_argument("--shard-size", type=int, default=DEFAULT_SHARD,
+                     help=f"events per shard (default {DEFAULT_SHARD})")
     run.add_argument("--out", metavar="DIR", type=Path, help="report folder (default build/verify/report-<model>)")
     run.add_argument("--build-dir", metavar="DIR", type=Path, default=REPO_ROOT / "build" / "verify",
                      help="cache of hls4ml projects and RTL builds (default build/verify)")
     run.add_argument("--vectors", metavar="N", type=int, default=DEFAULT_VECTORS,
                      help=f"events written as test vectors (default {DEFAULT_VECTORS})")
-    run.add_argument("--emp-links", metavar="L", type=int, help="links of the EMP pattern files (default: one event per frame)")
+    run.add_argument("--emp-links", metavar="L", type=int,
+                     help="links of the EMP pattern files (default: one event per frame)")
     run.add_argument("--dask", metavar="ADDRESS", help="verify the shards as Dask tasks: local (one worker process per "
                      "core), local:N (N worker processes) or a running scheduler, tcp://HOST:PORT (see "
                      "verify/README_DASK.md)")

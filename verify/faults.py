@@ -36,7 +36,8 @@ class Fault:
     def parse(cls, text: str) -> "Fault":
         parts = text.split(":")
         if len(parts) != 5:
-            raise FaultError(f"fault {text!r}: expected TARGET:LAYER:TENSOR:INDEX:DELTA, e.g. emulator:dense1:bias:0:+1")
+            raise FaultError(f"fault {text!r}: expected TARGET:LAYER:TENSOR:INDEX:DELTA, "
+                             f"e.g. emulator:dense1:bias:0:+1")
         target, layer, tensor, index, delta = parts
         if target not in TARGETS:
             raise FaultError(f"fault {text!r}: target {target!r} is not one of {', '.join(TARGETS)}")
@@ -63,7 +64,8 @@ def apply_faults(manifest: Manifest, faults) -> Manifest:
                              f"(it has: {', '.join(layer.tensors) or 'none'})")
         codes = np.array(layer.tensors[fault.tensor], dtype=np.int64)
         if not 0 <= fault.index < codes.size:
-            raise FaultError(f"fault {fault}: index {fault.index} is outside the {codes.size} codes of {fault.tensor!r}")
+            raise FaultError(f"fault {fault}: index {fault.index} is outside the {codes.size} codes "
+                             f"of {fault.tensor!r}")
         kind = layer.types.get(fault.tensor)
         old = int(codes.flat[fault.index])
         new = old + fault.delta

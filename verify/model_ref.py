@@ -128,7 +128,8 @@ def _load_config(path: Path) -> dict:
     except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError are both ValueErrors or carry the text
         raise ModelError(f"{path} is not a valid hls4ml configuration file: {exc}") from None
     if not isinstance(config, dict):
-        raise ModelError(f"{path}: an hls4ml configuration is a mapping (Model, LayerName, ...), got {type(config).__name__}")
+        raise ModelError(f"{path}: an hls4ml configuration is a mapping (Model, LayerName, ...), "
+                         f"got {type(config).__name__}")
     return config
 
 
@@ -144,7 +145,8 @@ def _convert(keras_path: Path, config_path: Path, build_dir: Path):
     except CSimError as exc:
         raise ModelError(f"hls4ml cannot convert {keras_path}: {exc}") from None
     except Exception as exc:  # hls4ml refuses unsupported QKeras quantizers with bare Exceptions and assertions
-        raise ModelError(f"hls4ml failed to convert {keras_path} with {config_path}: {type(exc).__name__}: {exc}") from None
+        raise ModelError(f"hls4ml failed to convert {keras_path} with {config_path}: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 def _load_keras(path: Path):

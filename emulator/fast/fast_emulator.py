@@ -85,7 +85,8 @@ class FastEmulator(Emulator):
     @property
     def ranges(self) -> dict:
         """The proven range of every element of every tensor the generated stages compute, by tensor name."""
-        return {name: r for (_, dtype), g in self._generated.items() if dtype == "int64" for name, r in g.ranges.items()}
+        return {name: r for (_, dtype), g in self._generated.items() if dtype == "int64"
+                for name, r in g.ranges.items()}
 
     @property
     def casts(self) -> dict:

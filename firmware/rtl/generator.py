@@ -207,7 +207,8 @@ def generate_rtl(manifest: Manifest, out_dir, pipeline: int = 1, top: str = "myp
         instances.lines.append(f"  wire [{width - 1}:0] {wire};")
         instances.lines.append(f"  {name} u_{identifier(layer.name)} ({ports}, .y({wire}));")
         if (pipeline and number % pipeline == 0) or layer.name in manifest.outputs:
-            instances.define(layer.name, instances.register(wire, f"r_{identifier(layer.name)}", width), width, cycle + 1)
+            instances.define(layer.name, instances.register(wire, f"r_{identifier(layer.name)}", width), width,
+                             cycle + 1)
         else:
             instances.define(layer.name, wire, width, cycle)
     latency = max(instances.cycle[name] for name in manifest.outputs)

@@ -94,8 +94,8 @@ def two_branch():
     merged = keras.layers.Add(name="add")([a, b])
     score = QDense(1, kernel_quantizer=_bits(8, 1), bias_quantizer=_bits(8, 1), name="score")(merged)
     precisions = {"events": INPUT, "norm": NORM, "fc": HIDDEN, "branch_a": HIDDEN, "branch_b": HIDDEN,
-                  "tanh_b": {"slope": "ufixed<2,0>", "shift": "ufixed<2,0>"}, "add": {"result": "fixed<12,4,RND_CONV,SAT>"},
-                  "score": SCORE}
+                  "tanh_b": {"slope": "ufixed<2,0>", "shift": "ufixed<2,0>"},
+                  "add": {"result": "fixed<12,4,RND_CONV,SAT>"}, "score": SCORE}
     return keras.Model(events, score), precisions
 
 

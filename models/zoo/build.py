@@ -110,7 +110,8 @@ def build_one(name: str, entry: Entry, sizes: Sizes, test: dict, out: Path, seed
     (out / "hls_config.json").write_text(json.dumps(quantized.config, indent=1, default=str) + "\n")
     manifest.save(out / "manifest.json")
     label = f"{entry.architecture} {scheme.label}"
-    roc_png({k: v * score_type.lsb for k, v in codes.items()}, out / "roc.png", f"{label}, {score_name(entry.architecture)} (emulator)")
+    roc_png({k: v * score_type.lsb for k, v in codes.items()}, out / "roc.png",
+            f"{label}, {score_name(entry.architecture)} (emulator)")
     record = {
         "name": name, "data": "synthetic, built-in generator", "data_detail": DATA_SOURCE,
         "score": score_name(entry.architecture), "compression": scheme.label,
