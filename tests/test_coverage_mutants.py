@@ -219,8 +219,8 @@ def test_a_region_the_solver_does_not_settle_is_split_on_the_phases_of_the_means
 
 def test_the_regions_of_one_level_are_examined_solvers_at_once(monkeypatch):
     """With two solvers, the regions of kl_with_log_variance's narrower head that the means' enclosure leaves to the
-    program (two sign patterns, then their halves) go to the solver two at a time, and the proof is the one a single
-    solver gives."""
+    program (two sign patterns, then their halves) go to the solver two at a time, the proof is the one a single
+    solver gives, and the log hears of each level of splits."""
     manifest = kl_with_log_variance()
     enclosure = Enclosure(manifest)
     real, lock, running, most = LinearProgram.excludes_all, threading.Lock(), [0], [0]
@@ -238,9 +238,14 @@ def test_the_regions_of_one_level_are_examined_solvers_at_once(monkeypatch):
 
     alone = next(m for m in mutants(manifest, None, enclosure, seconds=10.0) if m.name == "narrower:kl")
     monkeypatch.setattr(LinearProgram, "excludes_all", counted)
-    at_once = next(m for m in mutants(manifest, None, enclosure, seconds=10.0, solvers=2) if m.name == "narrower:kl")
+    told = []
+    at_once = next(m for m in mutants(manifest, None, enclosure, seconds=10.0, solvers=2, log=told.append)
+                   if m.name == "narrower:kl")
     assert most[0] == 2
     assert at_once.equivalent == alone.equivalent and "in any of 6 regions" in at_once.equivalent
+    assert [message.split(": ", 1)[1] for message in told] == [
+        "of 4 regions examined, 2 excluded, 2 split, 0 left open; 4 parts next (10 s per program, 2 at once)",
+        "of 8 regions examined, 6 excluded, 2 split, 0 left open; 0 parts next (10 s per program, 2 at once)"]
 
 
 def test_the_parts_of_a_region_hold_every_input_of_it_exactly_once():

@@ -126,7 +126,8 @@ class Campaign:
         started = time.perf_counter()
         refined = Enclosure(self.manifest, refined=self.enclosure)  # the programs' bounds, carried downstream
         final = mutants(self.manifest, self.trigger, refined, stimuli.unreachable,
-                        self.budget.equivalence_seconds, self.budget.solvers)
+                        self.budget.equivalence_seconds, self.budget.solvers,
+                        lambda message: log(f"coverage: mutants: {message}"))
         targeted = stimuli.events().reshape(-1, self.manifest.input.size)
         result = score(self.manifest, final, {"targeted": targeted}, self.trigger)
         result.first["data"] = {m.name: None if m.equivalent else self.first[m.name] for m in final}

@@ -133,10 +133,11 @@ def mean_floor(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, lo
 
 
 def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedType, seconds: float,
-                      solvers: int = 1) -> KlOverflow:
+                      solvers: int = 1, log=lambda message: None) -> KlOverflow:
     """Why no input puts the KL head's score outside type `t` (per region, the mean floor and the mixed-integer
     program, within `seconds`, with no solution beyond it), or what was not settled; `solvers` regions are examined
-    at once (threads: the solver leaves Python while it works)."""
+    at once (threads: the solver leaves Python while it works); `log` hears how far it got after each level of
+    splits."""
     mean, logvar = layer.inputs
     m_lo, m_hi = enclosure.outputs[mean]
     n = len(m_lo)
@@ -172,6 +173,10 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
                     unsettled.append(region)
                 else:
                     queue.extend(parts)
+            split = examined - len(floors) - len(unsettled)
+            log(f"narrower {layer.name!r} ({t}): of {examined} regions examined, {len(floors)} excluded, {split} split, "
+                f"{len(unsettled)} left open; {len(queue)} parts next ({seconds:g} s per program, "
+                f"{max(1, solvers)} at once)")
     regions = f"{len(floors) + len(unsettled)} regions (sign pattern of {mean!r}, box of {logvar!r})"
     if unsettled:
         shown = ", ".join(region.describe(whole, logvar, parent) for region in unsettled)

@@ -51,10 +51,11 @@ class Mutant:
 
 
 def mutants(manifest: Manifest, trigger: Trigger | None = None, enclosure: Enclosure | None = None,
-            proofs: dict | None = None, seconds: float = 0.0, solvers: int = 1) -> list:
+            proofs: dict | None = None, seconds: float = 0.0, solvers: int = 1, log=lambda message: None) -> list:
     """The mutants of `manifest` (and of the trigger's threshold), in manifest order, kind by kind; `proofs`
     ({bin id: proof}, e.g. from targeted_stimuli) adds to what the enclosure proves unreachable; `seconds` > 0
-    lets a mixed-integer program take that long to prove a mutant equivalent, `solvers` programs at once."""
+    lets a mixed-integer program take that long to prove a mutant equivalent, `solvers` programs at once; `log` hears
+    how a long proof goes."""
     enclosure = enclosure or Enclosure(manifest)
     proofs = proofs or {}
 
@@ -79,7 +80,8 @@ def mutants(manifest: Manifest, trigger: Trigger | None = None, enclosure: Enclo
         if layer.result.width > 1:
             t = layer.result
             narrow = dataclasses.replace(t, width=t.width - 1, integer=t.integer - 1)
-            reason, undecided = _narrower_equivalence(manifest, enclosure, layer, sites, narrow, seconds, solvers)
+            reason, undecided = _narrower_equivalence(manifest, enclosure, layer, sites, narrow, seconds, solvers,
+                                                      log)
             out.append(_retyped(manifest, layer, "narrower", narrow, f"result type {t} -> {narrow}", reason,
                                 undecided))
         if layer.op in SUMMED:
@@ -195,17 +197,17 @@ def _overflow_equivalence(enclosure, proved, layer, sites, old: str, new: str):
     return None
 
 
-def _narrower_equivalence(manifest, enclosure, layer, sites, narrow: FixedType, seconds: float, solvers: int
-                          ) -> tuple:
+def _narrower_equivalence(manifest, enclosure, layer, sites, narrow: FixedType, seconds: float, solvers: int,
+                          log) -> tuple:
     """(why the narrower type changes nothing, or None; what an attempt left unsettled, or None): every cast already
     lands inside its range (interval enclosure); for a KL head, within `seconds` > 0, no input puts every latent mean
-    far enough out (kl_overflow, `solvers` programs at once)."""
+    far enough out (kl_overflow, `solvers` programs at once, telling `log` how it goes)."""
     hulls = enclosure.sites[layer.name]
     if all(in_range(hulls[name], t=narrow).all() for name in sites):
         floor = narrow.min_code + (narrow.overflow == "SAT_SYM")
         return (f"every cast into the type rounds into [{floor}, {narrow.max_code}] of {narrow} (interval enclosure)",
                 None)
     if layer.op == "kl_divergence" and seconds > 0:
-        attempt = kl_overflow_proof(manifest, enclosure, layer, narrow, seconds, solvers)
+        attempt = kl_overflow_proof(manifest, enclosure, layer, narrow, seconds, solvers, log)
         return attempt.proof, attempt.shortfall
     return None, None
