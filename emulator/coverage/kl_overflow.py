@@ -174,8 +174,8 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
                 else:
                     queue.extend(parts)
             split = examined - len(floors) - len(unsettled)
-            log(f"narrower {layer.name!r} ({t}): of {examined} regions examined, {len(floors)} excluded, {split} split, "
-                f"{len(unsettled)} left open; {len(queue)} parts next ({seconds:g} s per program, "
+            log(f"narrower {layer.name!r} ({t}): of {examined} regions examined, {len(floors)} excluded, {split} "
+                f"split, {len(unsettled)} left open; {len(queue)} parts next ({seconds:g} s per program, "
                 f"{max(1, solvers)} at once)")
     regions = f"{len(floors) + len(unsettled)} regions (sign pattern of {mean!r}, box of {logvar!r})"
     if unsettled:
