@@ -12,28 +12,28 @@ from models import zoo
 from verify.cli import main
 
 CAMPAIGNS = [
-    pytest.param("dnn_vae_ptq8", 1000, 8192, 0, 0, "icarus", marks=pytest.mark.slow, id="dnn_vae_ptq8-reduced"),
-    # ~75 min on 2 shared cores, ~69 of them the KL head's regions (up to 64, 120 s each, split on log-variances and
-    # on enc_act2's phases): 33 of 48 excluded, the narrower KL head survives (--coverage-mutant-seconds gives them
-    # more time without slowing the bins' proofs)
-    pytest.param("dnn_vae_ptq8", 20_000, 1 << 18, 120, 0, "verilator", marks=pytest.mark.regression,
+    pytest.param("dnn_vae_ptq8", 1000, 8192, 0, 0, "icarus", 1, marks=pytest.mark.slow, id="dnn_vae_ptq8-reduced"),
+    # ~100 min on 2 shared cores, ~94 of them the KL head's regions (up to 256, 120 s each, two at once, split on
+    # log-variances and on enc_act2's phases): 204 of 216 excluded, the narrower KL head survives; the 12 left would
+    # need 96 more regions (--coverage-mutant-seconds gives them more time without slowing the bins' proofs)
+    pytest.param("dnn_vae_ptq8", 20_000, 1 << 18, 120, 0, "verilator", 2, marks=pytest.mark.regression,
                  id="dnn_vae_ptq8-full"),
     # 20 s of mixed-integer program per condition left: its optima reach enc_act2's channel 179, which no search
     # did, the decoder's programs from the latent code prove 17 bins and exclusion 19; 169 bins stay open (51 of
     # their own, ~105 min on 2 shared cores: a bin not excluded within 20 s is bounded for 20 s more unless the
     # solver found a solution reaching it), and a focused search of 2**19 events each settled none (45 min more)
-    pytest.param("cnn_ae_qat4", 20_000, 1 << 20, 20, 0, "verilator", marks=pytest.mark.regression,
+    pytest.param("cnn_ae_qat4", 20_000, 1 << 20, 20, 0, "verilator", 1, marks=pytest.mark.regression,
                  id="cnn_ae_qat4-full"),
 ]
 
 
-@pytest.mark.parametrize("name, events, search, proof_seconds, focus, simulator", CAMPAIGNS)
-def test_coverage_campaign(name, events, search, proof_seconds, focus, simulator, tmp_path, capsys):
+@pytest.mark.parametrize("name, events, search, proof_seconds, focus, simulator, jobs", CAMPAIGNS)
+def test_coverage_campaign(name, events, search, proof_seconds, focus, simulator, jobs, tmp_path, capsys):
     assert (zoo.model_dir(name) / "metadata.json").is_file(), f"zoo model {name} is missing: python -m models.zoo build"
     out = tmp_path / name
     code = main(["--quiet", "--model", name, "--events", str(events), "--sim", simulator, "--out", str(out),
                  "--require-coverage", "--coverage-search", str(search),
-                 "--coverage-proof-seconds", str(proof_seconds), "--coverage-focus", str(focus)])
+                 "--coverage-proof-seconds", str(proof_seconds), "--coverage-focus", str(focus), "--jobs", str(jobs)])
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     coverage = report["coverage"]
