@@ -159,8 +159,8 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
                                          region.held(logvar, kinks)) else None
 
     queue = [Region(signs, whole.lo, whole.hi) for signs in itertools.product((1, -1), repeat=n)]
-    floors, unsettled, examined = [], [], 0
-    with ThreadPoolExecutor(max_workers=max(1, solvers)) as pool:
+    floors, unsettled, examined, solvers = [], [], 0, max(1, solvers)
+    with ThreadPoolExecutor(max_workers=solvers) as pool:
         while queue:  # one level of splits at a time, its regions `solvers` at once
             level, queue = queue, []
             examined += len(level)
@@ -176,7 +176,7 @@ def kl_overflow_proof(manifest: Manifest, enclosure: Enclosure, layer, t: FixedT
             split = examined - len(floors) - len(unsettled)
             log(f"narrower {layer.name!r} ({t}): of {examined} regions examined, {len(floors)} excluded, {split} "
                 f"split, {len(unsettled)} left open; {len(queue)} parts next ({seconds:g} s per program, "
-                f"{max(1, solvers)} at once)")
+                f"{solvers} at once)")
     regions = f"{len(floors) + len(unsettled)} regions (sign pattern of {mean!r}, box of {logvar!r})"
     if unsettled:
         shown = ", ".join(region.describe(whole, logvar, parent) for region in unsettled)

@@ -107,6 +107,7 @@ class LinearProgram:
                 self._add_splits(rows, relation, y, sums, elements)
         self.matrix, self.rhs = rows.build(len(bounds))
         self._integer = None
+        self._building = threading.Lock()  # threads solving at once build the integer rows once
 
     def _add_splits(self, rows, relation, y, a, elements) -> None:
         """Keep, per element whose argument range a split code cuts, (y, a, cutting codes, slopes, offsets per
@@ -220,9 +221,10 @@ class LinearProgram:
                         constraints=LinearConstraint(matrix, -np.inf, rhs), options={"time_limit": seconds})
 
     def _integer_program(self):
-        """(matrix, rhs, binaries) of the mixed-integer program, built on first use."""
-        if self._integer is None:
-            self._integer = self._integer_rows()
+        """(matrix, rhs, binaries) of the mixed-integer program, built on first use (once, whichever thread asks)."""
+        with self._building:
+            if self._integer is None:
+                self._integer = self._integer_rows()
         return self._integer
 
     def _integer_rows(self):
